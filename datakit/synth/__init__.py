@@ -1,0 +1,138 @@
+"""Deterministic synthetic data: nothing can be downloaded, so the project writes its own examples.
+
+Both generators are pure functions of their arguments: the same sizes and seed give identical frames
+(one ``random.Random(seed)``, never the global random state). Rows follow the ``EXAMPLES`` table.
+Held-out rows are drawn first, then the training/pool rows from the same stream against one shared set
+of normalised instructions, so no held-out instruction can reappear in the other split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import polars as pl
+
+from datakit.schemas import EXAMPLES
+from datakit.synth import general as _general
+from datakit.synth import math as _math
+
+__all__ = ["make_general", "make_math"]
+
+# Same purpose as math.MAX_UNIQUE: refuse absurd sizes up front instead of grinding.
+MAX_GENERAL = 200_000
+
+
+def _check_sizes(fn: str, cap: int, **sizes: int) -> None:
+    for name, n in sizes.items():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"{fn}: {name} must be a non-negative integer, got {n!r}")
+    total = sum(sizes.values())
+    if total > cap:
+        raise ValueError(f"{fn}: asked for {total} unique rows, but it can produce at most {cap}")
+
+
+def _row_id(prefix: str, instruction: str, input_: str = "") -> str:
+    # A content hash, so a problem keeps its id whatever position or split it lands in.
+    digest = hashlib.sha1(f"{instruction}\n{input_}".encode()).hexdigest()[:10]
+    return f"{prefix}-{digest}"
+
+
+def _frame(rows: list[dict[str, str]]) -> pl.DataFrame:
+    df = pl.DataFrame(rows, schema=dict(EXAMPLES.schema)) if rows else EXAMPLES.empty()
+    if df["id"].is_duplicated().any():  # a 40-bit hash collision: practically never, but never silent
+        raise ValueError("synthetic ids collided; use a different seed")
+    return df.select(EXAMPLES.columns)
+
+
+def make_math(n_train: int, n_test: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Multi-step arithmetic word problems with worked solutions ending in ``#### <answer>``.
+
+    Returns (train, test) with ``split`` = "train" / "test" and ``source`` = "math/<template>".
+
+    Raises:
+        ValueError: for negative sizes, or when more unique problems are asked for than can be made.
+    """
+    _check_sizes("make_math", _math.MAX_UNIQUE, n_train=n_train, n_test=n_test)
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    frames = {}
+    for split, n in (("test", n_test), ("train", n_train)):
+        problems = _math.generate(n, rng, seen)
+        rng.shuffle(problems)
+        frames[split] = _frame(
+            [
+                {
+                    "id": _row_id(f"math-{split}", p.text),
+                    "instruction": p.text,
+                    "input": "",
+                    "output": p.solution(),
+                    "source": f"math/{p.template}",
+                    "split": split,
+                }
+                for p in problems
+            ]
+        )
+    _disjoint(frames["train"], frames["test"])
+    return frames["train"], frames["test"]
+
+
+def _general_rows(n: int, split: str, rng: random.Random, seen: set[str]) -> list[dict[str, str]]:
+    """``n`` rows new to ``seen``, categories taken in turn so the split is balanced."""
+    names = list(_general.CATEGORIES)
+    rng.shuffle(names)
+    active = names[:]
+    rows: list[dict[str, str]] = []
+    i = 0
+    while len(rows) < n:
+        if not active:
+            raise ValueError(f"make_general: the categories ran out of unique items after {len(seen)}")
+        cat = active[i % len(active)]
+        i += 1
+        for _ in range(_math.MAX_STALL):
+            instruction, output = _general.draw(rng, cat)
+            key = _math.normalise(instruction)
+            if key not in seen:
+                seen.add(key)
+                rows.append(
+                    {
+                        "id": _row_id(f"gen-{cat}", instruction),
+                        "instruction": instruction,
+                        "input": "",
+                        "output": output,
+                        "source": f"general/{cat}",
+                        "split": split,
+                    }
+                )
+                break
+        else:
+            # A small category (the glossary ones) is used up; the others keep filling the split.
+            active.remove(cat)
+    rng.shuffle(rows)
+    return rows
+
+
+def make_general(n_pool: int, n_eval: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A pool of short verifiable tasks over many skill categories, and a held-out eval split.
+
+    Returns (pool, eval) with ``split`` = "pool" / "eval" and ``source`` = "general/<category>".
+
+    Raises:
+        ValueError: for negative sizes, or when more unique items are asked for than can be made.
+    """
+    _check_sizes("make_general", MAX_GENERAL, n_pool=n_pool, n_eval=n_eval)
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    eval_ = _frame(_general_rows(n_eval, "eval", rng, seen))
+    pool = _frame(_general_rows(n_pool, "pool", rng, seen))
+    _disjoint(pool, eval_)
+    return pool, eval_
+
+
+def _disjoint(a: pl.DataFrame, b: pl.DataFrame) -> None:
+    # Guaranteed by the shared ``seen`` set; checked again because a leak would silently inflate scores.
+    keys = {_math.normalise(t) for t in a["instruction"]}
+    if any(_math.normalise(t) in keys for t in b["instruction"]):
+        raise AssertionError("synthetic splits share an instruction")
+    if set(a["id"]) & set(b["id"]):
+        raise ValueError("synthetic ids collided across splits; use a different seed")

@@ -1,0 +1,118 @@
+"""judge — score every answer of M_t 1-5 (math exact match, an LLM judge, or M_t judging itself).
+
+Reads: ``data.domain_train`` (instructions and reference answers), ``<iteration dir>/generate/generations.parquet``,
+params ``judge``.
+Writes: ``<iteration dir>/judge/judgments.parquet`` and ``metrics.json`` (mean score, score histogram,
+unscored share). An LLM judge's unparsable answers are null scores with the error kept; above
+``judge.max_failure_rate`` the stage fails (finished shards stay under ``paths.work`` for the rerun).
+Run: ``datakit judge --iteration iter_1`` (``dvc repro judge@iter_1``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import polars as pl
+from tqdm.auto import tqdm
+
+from datakit.backends import make_backend
+from datakit.config import Params
+from datakit.errors import DataError, DatakitError
+from datakit.judges import judge_llm, judge_math
+from datakit.loaders import load_examples
+from datakit.runlog import summary_line, write_json
+from datakit.schemas import GENERATIONS, JUDGMENTS, read_table, write_table
+from datakit.shards import clear_work, model_fingerprint, run_sharded, work_key
+
+NAME = "judge"
+
+
+def aligned(examples: pl.DataFrame, generations: pl.DataFrame, where: Path) -> None:
+    """Every example must have exactly one generation: judging a stale or partial table is an error."""
+    missing = examples.join(generations, on="id", how="anti")
+    if missing.height:
+        raise DataError(
+            where,
+            f"has no generation for {missing.height} domain rows (first id {missing['id'][0]!r}); "
+            "rerun generate",
+        )
+
+
+def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
+    started = time.perf_counter()
+    it, cfg = params.iteration(iteration), params.judge
+    examples = load_examples(params.data.domain_train, "train")
+    gen_path = Path(it.dir) / "generate" / "generations.parquet"
+    generations = read_table(gen_path, GENERATIONS)
+    aligned(examples, generations, gen_path)
+    work = None
+    if cfg.kind == "math":
+        judgments = judge_math(examples, generations, params.data.domain_train.path)
+    else:
+        model = it.model_in if cfg.kind == "self" else cfg.model
+        if not model and not (cfg.generation.backend == "openai" and cfg.generation.openai.model):
+            raise DatakitError("judge.model: set the judge model for kind 'llm'")
+        backend = make_backend(cfg.generation, model)
+        label = f"{cfg.kind}:{backend.model}"
+        key = work_key(
+            NAME,
+            label,
+            model_fingerprint(model),
+            cfg.generation.params_hash(),
+            cfg.rubric,
+            cfg.retries,
+            generations["id"].to_list(),
+            generations["output"].to_list(),
+        )
+        work = Path(params.paths.work) / NAME / key
+        rows = examples.join(generations.select("id"), on="id", how="semi")
+
+        def grade(shard: pl.DataFrame, bar: tqdm) -> pl.DataFrame:
+            return judge_llm(
+                shard,
+                generations,
+                backend,
+                label=label,
+                rubric=cfg.rubric,
+                retries=cfg.retries,
+                seed=cfg.generation.seed,
+                advance=lambda n, _t: bar.update(n),
+            )
+
+        judgments, _ = run_sharded(
+            rows, grade, work, cfg.generation.shard_size, JUDGMENTS, f"{NAME} {iteration}", progress
+        )
+    unscored = int(judgments["score"].null_count())
+    rate = unscored / max(judgments.height, 1)
+    if rate > cfg.max_failure_rate:
+        first = judgments.filter(pl.col("score").is_null()).row(0, named=True)
+        raise DatakitError(
+            f"{NAME}: {unscored}/{judgments.height} answers could not be scored ({rate:.1%} > "
+            f"judge.max_failure_rate {cfg.max_failure_rate}); first: id {first['id']}: {first['error']}"
+        )
+    out_dir = Path(it.dir) / NAME
+    write_table(judgments, out_dir / "judgments.parquet", JUDGMENTS)
+    scores = judgments["score"].drop_nulls()
+    write_json(
+        {
+            "rows": judgments.height,
+            "unscored": unscored,
+            "unscored_rate": round(rate, 4),
+            "mean_score": round(float(scores.mean()), 4) if scores.len() else None,
+            "score_counts": {str(s): int((scores == s).sum()) for s in range(1, 6)},
+            "judge": cfg.kind,
+        },
+        out_dir / "metrics.json",
+    )
+    if work is not None:
+        clear_work(work)
+    summary_line(
+        NAME,
+        rows_in=generations.height,
+        rows_out=judgments.height,
+        failed=unscored,
+        seconds=time.perf_counter() - started,
+        extra=f"mean score {scores.mean():.2f}" if scores.len() else "",
+    )
+    return judgments

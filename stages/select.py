@@ -1,0 +1,52 @@
+"""select — keep M_t's bad cases: answers whose judge score matches ``select.threshold`` ('<4' default).
+
+Reads: ``data.domain_train``, ``<iteration dir>/generate/generations.parquet``, ``<iteration dir>/judge/judgments.parquet``.
+Writes: ``<iteration dir>/select/bad_cases.parquet`` and ``metrics.json`` (bad-case count and rate).
+Run: ``datakit select --iteration iter_1`` (``dvc repro select@iter_1``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import polars as pl
+
+from datakit.config import Params
+from datakit.loaders import load_examples
+from datakit.runlog import summary_line, write_json
+from datakit.schemas import BAD_CASES, GENERATIONS, JUDGMENTS, read_table, write_table
+from datakit.select import select_bad_cases
+
+NAME = "select"
+
+
+def run(params: Params, iteration: str) -> pl.DataFrame:
+    started = time.perf_counter()
+    it = params.iteration(iteration)
+    examples = load_examples(params.data.domain_train, "train")
+    generations = read_table(Path(it.dir) / "generate" / "generations.parquet", GENERATIONS)
+    judgments = read_table(Path(it.dir) / "judge" / "judgments.parquet", JUDGMENTS)
+    bad = select_bad_cases(examples, generations, judgments, params.select.threshold, it.n)
+    out_dir = Path(it.dir) / NAME
+    write_table(bad, out_dir / "bad_cases.parquet", BAD_CASES)
+    scored = int(judgments["score"].is_not_null().sum())
+    write_json(
+        {
+            "judged": judgments.height,
+            "scored": scored,
+            "bad_cases": bad.height,
+            "bad_case_rate": round(bad.height / max(scored, 1), 4),
+            "threshold": params.select.threshold,
+        },
+        out_dir / "metrics.json",
+    )
+    summary_line(
+        NAME,
+        rows_in=judgments.height,
+        rows_out=bad.height,
+        failed=judgments.height - scored,
+        seconds=time.perf_counter() - started,
+        extra=f"bad-case rate {bad.height / max(scored, 1):.1%}",
+    )
+    return bad

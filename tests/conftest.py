@@ -1,0 +1,52 @@
+"""Shared fixtures: the tiny random model, and a project folder with a tiny params.yaml."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny import build_tiny_model
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-layer random llama with a small BPE tokenizer and a ChatML template (built once per session)."""
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+def tiny_params(root: Path, model: Path, **overrides) -> dict:
+    """A params dict for a tiny, fast pipeline rooted at ``root`` (relative paths, as in the real one)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["synth"].update(math_train=12, math_test=6, pool=60, general_eval=12)
+    params["base_model"]["source"] = str(model)
+    params["generate"].update(batch_size=4, max_new_tokens=8, shard_size=5)
+    params["judge"]["generation"].update(batch_size=4, max_new_tokens=8, shard_size=5)
+    for section, values in overrides.items():
+        params[section].update(values)
+    return params
+
+
+def write_params(root: Path, params: dict) -> Path:
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def project(tmp_path, tiny_model, monkeypatch) -> Path:
+    """A temp project folder (cwd) with dvc.yaml, stage code and a tiny params.yaml."""
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for name in ("stages", "datakit"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    write_params(tmp_path, tiny_params(tmp_path, tiny_model))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

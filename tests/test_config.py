@@ -1,0 +1,83 @@
+import re
+
+import pytest
+import yaml
+from conftest import ROOT, write_params
+
+from datakit.config import GenerationConfig, load_params
+from datakit.errors import ConfigError
+
+
+def test_repo_params_load():
+    params = load_params(ROOT / "params.yaml")
+    assert params.generate.backend == "transformers"
+    assert params.select.threshold == "<4"
+    assert params.iterations["iter_1"].model_in == params.paths.base_model
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"generate": {"batch_sise": 8}}, "generate.batch_sise: unknown key"),
+        ({"generate": {"batch_size": "big"}}, "generate.batch_size: expected int, got 'big'"),
+        ({"generate": {"batch_size": True}}, "generate.batch_size: expected int, got True"),
+        ({"generate": {"backend": "tgi"}}, "generate.backend: expected one of"),
+        ({"generate": {"openai": {"api_key": "sk-123"}}}, "generate.openai.api_key: unknown key"),
+        ({"judge": {"generation": {"temperature": "hot"}}}, "judge.generation.temperature: expected float"),
+        ({"data": {"domain_train": {"path": 3}}}, "data.domain_train.path: expected str, got 3"),
+        ({"iterations": {"iter_1": {"n": 1, "dir": "x"}}}, "iterations.iter_1.model_in: missing"),
+        ({"trainning": {}}, "trainning: unknown key"),
+    ],
+)
+def test_bad_key_or_type_names_the_key(tmp_path, patch, message):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, value in patch.items():
+        if isinstance(params.get(section), dict) and section != "iterations":
+            for k, v in value.items():
+                if isinstance(v, dict) and isinstance(params[section].get(k), dict):
+                    params[section][k].update(v)
+                else:
+                    params[section][k] = v
+        else:
+            params[section] = value
+    path = write_params(tmp_path, params)
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_int_is_accepted_for_float_and_config_is_frozen(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["generate"]["temperature"] = 1
+    p = load_params(write_params(tmp_path, params))
+    assert p.generate.temperature == 1.0 and isinstance(p.generate.temperature, float)
+    with pytest.raises(AttributeError):
+        p.generate.temperature = 0.5  # type: ignore[misc]
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("generate: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_params_hash_ignores_batching_but_not_decoding():
+    base = GenerationConfig()
+    assert GenerationConfig(batch_size=3, shard_size=7).params_hash() == base.params_hash()
+    assert GenerationConfig(max_new_tokens=17).params_hash() != base.params_hash()
+    assert GenerationConfig(temperature=0.7).params_hash() != base.params_hash()
+
+
+def test_every_setting_in_params_yaml_is_commented():
+    """Each leaf `key: value` line carries a `# ...` comment (section headers and list items need none)."""
+    lines = (ROOT / "params.yaml").read_text().splitlines()
+    uncommented = [
+        line
+        for line in lines
+        if re.match(r"^\s*[A-Za-z_]\w*:\s*\S", line) and "#" not in line.split(":", 1)[1]
+    ]
+    assert uncommented == []

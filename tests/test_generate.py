@@ -1,0 +1,216 @@
+"""The generate stage: transformers backend on the tiny model, resume after kill -9, openai against a
+real server, vllm where a GPU is present."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import tiny_params, write_params
+from openai_server import serve_openai
+
+from datakit.backends import make_backend
+from datakit.config import GenerationConfig, OpenAIConfig, VLLMConfig, load_params
+from datakit.errors import DatakitError
+from datakit.generate import conversation, generate_frame, user_message
+from datakit.schemas import GENERATIONS, check_frame, read_table
+
+QUESTIONS = [
+    "How many apples?",
+    "Reverse the string hello please",
+    "What is the capital of France?",
+    "Tom has 3 boxes",
+    "Convert 5 kilometres to metres now, thanks",
+]
+
+
+def examples(n=5):
+    qs = (QUESTIONS * (n // len(QUESTIONS) + 1))[:n]
+    return pl.DataFrame(
+        {
+            "id": [f"e{i}" for i in range(n)],
+            "instruction": [f"{q} ({i})" for i, q in enumerate(qs)],
+            "input": ["" if i % 2 else "extra input" for i in range(n)],
+            "output": ["#### 1"] * n,
+            "source": ["t"] * n,
+            "split": ["train"] * n,
+        }
+    )
+
+
+def test_user_message_and_conversation():
+    assert user_message("Do it.", "") == "Do it."
+    assert user_message("Do it.", "data") == "Do it.\n\ndata"
+    assert conversation("hi", "be brief") == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+    ]
+
+
+def test_generate_frame_keeps_input_order_and_records_tokens(tiny_model, tmp_path):
+    cfg = GenerationConfig(batch_size=3, max_new_tokens=7, shard_size=4)
+    ex = examples(9)
+    out, stats = generate_frame(
+        ex, make_backend(cfg, str(tiny_model)), cfg, iteration=3, work_dir=tmp_path, progress=False
+    )
+    check_frame(out, GENERATIONS, "out")
+    assert out["id"].to_list() == ex["id"].to_list()
+    assert out["prompt"][0] == "How many apples? (0)\n\nextra input"
+    assert stats.shards == 3 and stats.computed == 3 and stats.resumed == 0
+    assert set(out["iteration"]) == {3} and out["gen_params_hash"].n_unique() == 1
+    assert all(1 <= n <= 7 for n in out["n_tokens"])
+    # A row that used its whole budget stopped for 'length'; one that ended early for 'stop'.
+    assert ((out["n_tokens"] == 7) == (out["finish_reason"] == "length")).all()
+    assert out["output"].n_unique() > 1
+
+
+def test_batching_does_not_change_greedy_answers(tiny_model, tmp_path):
+    ex = examples(6)
+    answers = []
+    for bs in (1, 4):
+        cfg = GenerationConfig(batch_size=bs, max_new_tokens=10, shard_size=100)
+        out, _ = generate_frame(
+            ex,
+            make_backend(cfg, str(tiny_model)),
+            cfg,
+            iteration=1,
+            work_dir=tmp_path / str(bs),
+            progress=False,
+        )
+        answers.append(out["output"].to_list())
+    assert answers[0] == answers[1]
+
+
+def test_finished_shards_are_read_back_not_recomputed(tiny_model, tmp_path):
+    cfg = GenerationConfig(batch_size=2, max_new_tokens=5, shard_size=2)
+    backend = make_backend(cfg, str(tiny_model))
+    first, _ = generate_frame(examples(6), backend, cfg, iteration=1, work_dir=tmp_path, progress=False)
+    # Remove one finished shard: only that one is recomputed; the others are read back untouched.
+    (tmp_path / "shard-00001.parquet").unlink()
+    mtimes = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("shard-*.parquet")}
+    again, stats = generate_frame(examples(6), backend, cfg, iteration=1, work_dir=tmp_path, progress=False)
+    assert (stats.resumed, stats.computed) == (2, 1)
+    assert {p: (tmp_path / p).stat().st_mtime_ns for p in mtimes} == mtimes
+    assert again.equals(first)
+
+
+def test_generate_resumes_after_kill_9(project):
+    """Kill the real CLI mid-stage; the rerun reads every finished shard back and recomputes none."""
+    params = tiny_params(project, Path(load_params("params.yaml").base_model.source))
+    params["synth"]["math_train"] = 48
+    params["generate"].update(batch_size=2, shard_size=2, max_new_tokens=24)
+    write_params(project, params)
+    from stages import base_model, synth
+
+    base_model.run(load_params("params.yaml"))
+    synth.run(load_params("params.yaml"))
+    cmd = [str(Path(sys.executable).parent / "datakit"), "generate", "--iteration", "iter_1", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    work = project / ".datakit" / "work" / "generate"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(work.glob("*/shard-*.parquet"))) < 3:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = sorted(work.glob("*/shard-*.parquet"))
+    assert 3 <= len(finished) < 24, "the stage must be killed half way"
+    assert not (project / "data/iter_1/generate/generations.parquet").exists()
+
+    from stages import generate
+
+    out = generate.run(load_params("params.yaml"), "iter_1", progress=False)
+    summary = json.loads((project / "data/iter_1/generate/summary.json").read_text())
+    assert summary["shards_resumed"] == len(finished) and summary["shards"] == 24
+    assert out.height == 48
+    assert not any(work.iterdir()), "shards are removed once the stage's output is written"
+
+    # Same answers as an uninterrupted run.
+    fresh = generate.run(load_params("params.yaml"), "iter_1", progress=False)
+    assert fresh["output"].to_list() == out["output"].to_list()
+
+
+def test_openai_backend_against_a_real_server_matches_transformers(tiny_model, tmp_path):
+    ex = examples(5)
+    local_cfg = GenerationConfig(batch_size=5, max_new_tokens=9)
+    backend = make_backend(local_cfg, str(tiny_model))
+    local, _ = generate_frame(
+        ex, backend, local_cfg, iteration=1, work_dir=tmp_path / "local", progress=False
+    )
+    with serve_openai(tiny_model) as (base_url, model_name):
+        served = OpenAIConfig(base_url=base_url, model=model_name, max_concurrency=3)
+        cfg = GenerationConfig(backend="openai", max_new_tokens=9, openai=served)
+        remote, _ = generate_frame(
+            ex, make_backend(cfg, ""), cfg, iteration=1, work_dir=tmp_path / "remote", progress=False
+        )
+    assert remote["output"].to_list() == local["output"].to_list()
+    assert remote["finish_reason"].to_list() == local["finish_reason"].to_list()
+    assert remote["n_tokens"].to_list() == local["n_tokens"].to_list()
+    assert remote["model"][0] == str(tiny_model)
+
+
+def test_openai_failures_are_recorded_then_bounded(tmp_path):
+    dead = OpenAIConfig(base_url="http://127.0.0.1:9/v1", model="m", max_retries=0, timeout_s=2)
+    cfg = GenerationConfig(backend="openai", max_new_tokens=4, max_failure_rate=0.5, openai=dead)
+    with pytest.raises(
+        DatakitError, match=r"5/5 rows failed \(max_failure_rate 0.5\); first: id e0: APIConnectionError"
+    ):
+        generate_frame(
+            examples(5), make_backend(cfg, ""), cfg, iteration=1, work_dir=tmp_path, progress=False
+        )
+    # The failed rows were still written as shards (recorded, not lost).
+    shard = read_table(tmp_path / "shard-00000.parquet", GENERATIONS)
+    assert shard["finish_reason"].to_list() == ["error"] * 5 and shard["error"].null_count() == 0
+
+
+def test_openai_key_comes_from_the_named_env_var(monkeypatch):
+    monkeypatch.setenv("MY_SERVER_KEY", "sk-test-123")
+    backend = make_backend(
+        GenerationConfig(backend="openai", openai=OpenAIConfig(api_key_env="MY_SERVER_KEY", model="m")), ""
+    )
+    assert backend.client.api_key == "sk-test-123"
+
+
+def _has_gpu_and_vllm() -> bool:
+    try:
+        import torch
+        import vllm  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def test_vllm_without_the_package_is_one_clear_error(tiny_model):
+    if _has_gpu_and_vllm():
+        pytest.skip("vllm is installed here")
+    with pytest.raises(DatakitError, match=r"needs the vllm package and a CUDA GPU"):
+        make_backend(GenerationConfig(backend="vllm"), str(tiny_model))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _has_gpu_and_vllm(), reason="needs a CUDA GPU and vllm")
+def test_vllm_backend_matches_transformers_greedy(tiny_model, tmp_path):
+    ex = examples(5)
+    outs = {}
+    for backend in ("transformers", "vllm"):
+        cfg = GenerationConfig(
+            backend=backend,
+            max_new_tokens=8,
+            dtype="float32",
+            vllm=VLLMConfig(dtype="float32", max_model_len=512, gpu_memory_utilization=0.3),
+        )
+        outs[backend], _ = generate_frame(
+            ex,
+            make_backend(cfg, str(tiny_model)),
+            cfg,
+            iteration=1,
+            work_dir=tmp_path / backend,
+            progress=False,
+        )
+    assert outs["vllm"]["n_tokens"].to_list() == outs["transformers"]["n_tokens"].to_list()
+    assert outs["vllm"]["output"].to_list() == outs["transformers"]["output"].to_list()

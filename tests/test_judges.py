@@ -1,0 +1,135 @@
+import polars as pl
+import pytest
+
+from datakit.backends import make_backend
+from datakit.config import GenerationConfig
+from datakit.errors import DataError
+from datakit.judges import (
+    DEFAULT_RUBRIC,
+    extract_final_number,
+    judge_llm,
+    judge_math,
+    judge_prompt,
+    parse_result,
+)
+
+# Answer shapes seen from small instruction models, and the number a grader should read.
+ANSWERS = [
+    ("She has 3 * 12 = 36 apples.\n#### 36", "36"),
+    ("####36", "36"),
+    ("#### $1,234", "1234"),
+    ("#### 1,234.50", "1234.5"),
+    ("#### -7", "-7"),
+    ("#### **42**", "42"),
+    ("The answer is 42.", "42"),
+    ("So the final answer is: **1,234**", "1234"),
+    ("Final answer: 12.0", "12"),
+    ("Answer = 8 apples", "8"),
+    ("\\boxed{3.50}", "3.5"),
+    ("First 5 + 6 = 11, then 11 * 2 = 22. The answer is 22 dollars.", "22"),
+    ("She bought 3 boxes with 12 eggs each and has 7 left", "7"),
+    ("#### 15\nAnswer: 15 cookies. (Some models repeat it: 99 is a typo)", "15"),
+    ("The answer is 5 but wait, #### 6", "6"),
+    ("3/4 of the cake", "0.75"),
+    ("I am not sure.", None),
+    ("", None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ANSWERS)
+def test_extract_final_number(text, expected):
+    assert extract_final_number(text) == expected
+
+
+# (judge output, score, error fragment). Only the judge's own output is parsed.
+RESULTS = [
+    ("The response is right. [RESULT] 5", 5, None),
+    ("Feedback: ok [RESULT] 4</s>", 4, None),
+    ("Good work. [RESULT] (3)", 3, None),
+    ("Mostly right. [RESULT] 4/5", 4, None),
+    ("Fine [RESULT]: 2", 2, None),
+    ("Fine\n[RESULT] Score: 2.", 2, None),
+    ("**[RESULT]** 4", 4, None),
+    ("[result] 1", 1, None),
+    ("Feedback only, no score", None, "no [RESULT] marker"),
+    ("Wrong. [RESULT] 7", None, "outside 1-5"),
+    ("Wrong. [RESULT] 0", None, "outside 1-5"),
+    ("A [RESULT] 3 B [RESULT] 4", None, "2 [RESULT] markers"),
+    ("[RESULT] 4 because the answer is long and keeps going", None, "not followed by a lone integer"),
+    ("[RESULT] (an integer number between 1 and 5)", None, "not followed by a lone integer"),
+    ("The score is 4 out of 5.", None, "no [RESULT] marker"),
+]
+
+
+@pytest.mark.parametrize(("text", "score", "error"), RESULTS)
+def test_parse_result(text, score, error):
+    got, feedback, err = parse_result(text)
+    assert got == score
+    if error is None:
+        assert err is None
+    else:
+        assert error in err
+
+
+def test_feedback_is_the_text_before_the_marker():
+    assert parse_result("Feedback: The final answer matches. [RESULT] 5") == (
+        5,
+        "The final answer matches.",
+        None,
+    )
+
+
+def test_prompt_always_carries_the_reference_and_rubric():
+    text = judge_prompt("What is 2+2?", "5", "2 + 2 = 4\n#### 4")
+    assert "###Reference Answer (Score 5):\n2 + 2 = 4\n#### 4" in text
+    assert DEFAULT_RUBRIC in text and "###Response to evaluate:\n5" in text
+    no_ref = judge_prompt("Write a poem.", "Roses.", None)
+    assert "Reference Answer" not in no_ref and "a reference answer" not in no_ref
+    # The rubric itself mentions "[RESULT]": that is why only the judge's output is ever parsed.
+    assert "[RESULT]" in text and parse_result("Right. [RESULT] 4")[0] == 4
+
+
+def frames(responses, references):
+    ids = [f"r{i}" for i in range(len(responses))]
+    ex = pl.DataFrame(
+        {"id": ids, "instruction": ["q"] * len(ids), "input": [""] * len(ids), "output": references}
+    )
+    gen = pl.DataFrame({"id": ids, "output": responses})
+    return ex, gen
+
+
+def test_judge_math_scores_5_or_1_and_keeps_the_extracted_value():
+    ex, gen = frames(["... #### 36", "The answer is 35.", "no idea", "#### 36.0"], ["#### 36"] * 4)
+    out = judge_math(ex, gen)
+    assert out["score"].to_list() == [5, 1, 1, 5]
+    assert out["extracted"].to_list() == ["36", "35", None, "36"]
+    assert out["feedback"][2] == "expected 36, found no number"
+    assert out["error"].null_count() == 4
+
+
+def test_judge_math_reference_without_number_names_the_row():
+    ex, gen = frames(["#### 1", "#### 2"], ["#### 1", "no number here"])
+    with pytest.raises(DataError) as err:
+        judge_math(ex, gen, "train.jsonl")
+    assert (err.value.row, err.value.field) == (2, "output") and "train.jsonl" in str(err.value)
+
+
+def test_judge_llm_on_a_real_model_keeps_raw_output_and_nulls_unparsable(tiny_model):
+    # The tiny random model never writes a valid "[RESULT] N": every row must come back unscored with the
+    # error and the raw output kept, after the configured number of sampled re-asks.
+    backend = make_backend(GenerationConfig(max_new_tokens=6, batch_size=4), str(tiny_model))
+    calls = []
+    original = backend.generate
+
+    def counting(convs, advance=None, **overrides):
+        calls.append((len(convs), overrides))
+        return original(convs, advance, **overrides)
+
+    backend.generate = counting
+    ex, gen = frames(["a", "b", "c"], ["#### 1", "#### 2", "#### 3"])
+    out = judge_llm(ex, gen, backend, label="llm:tiny", retries=2)
+    assert out["score"].null_count() == 3
+    assert out["error"].null_count() == 0 and out["raw"].str.len_chars().min() > 0
+    assert [n for n, _ in calls] == [3, 3, 3]
+    assert calls[0][1] == {} and calls[1][1]["temperature"] == 0.7 and calls[2][1]["seed"] == 2
+    assert out["judge"].to_list() == ["llm:tiny"] * 3
