@@ -10,7 +10,6 @@ vLLM is imported only when that backend is built, so the package imports on mach
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +43,11 @@ class Backend(Protocol):
 
 def _noop(rows: int, tokens: int) -> None:
     return None
+
+
+def sampling(cfg: GenerationConfig, overrides: dict[str, float]) -> tuple[float, int]:
+    """(temperature, seed) for one call: the config's, unless the caller overrides them (judge retries)."""
+    return float(overrides.get("temperature", cfg.temperature)), int(overrides.get("seed", cfg.seed))
 
 
 def pick_device(device: str) -> str:
@@ -110,18 +114,17 @@ class TransformersBackend:
         import torch
 
         advance = advance or _noop
-        temperature = float(overrides.get("temperature", self.cfg.temperature))
-        seed = int(overrides.get("seed", self.cfg.seed))
+        temperature, seed = sampling(self.cfg, overrides)
         prompts = self.render(conversations)
         # Longest first: padding waste is smallest when similar lengths share a batch, and an
         # out-of-memory error shows up in the first batch rather than the last.
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         results: list[Completion | None] = [None] * len(prompts)
-        sampling = temperature > 0
-        kwargs = dict(max_new_tokens=self.cfg.max_new_tokens, do_sample=sampling)
+        do_sample = temperature > 0
+        kwargs = dict(max_new_tokens=self.cfg.max_new_tokens, do_sample=do_sample)
         kwargs |= (
             dict(temperature=temperature, top_p=self.cfg.top_p)
-            if sampling
+            if do_sample
             else dict(temperature=None, top_p=None, top_k=None)
         )
         pad = self.tokenizer.pad_token_id
@@ -129,7 +132,7 @@ class TransformersBackend:
             idx = order[start : start + self.cfg.batch_size]
             batch = self.tokenizer.pad({"input_ids": [prompts[i] for i in idx]}, return_tensors="pt")
             batch = {k: v.to(self.lm.device) for k, v in batch.items()}
-            if sampling:
+            if do_sample:
                 torch.manual_seed(seed + start)
             with torch.inference_mode():
                 out = self.lm.generate(**batch, pad_token_id=pad, **kwargs)
@@ -172,11 +175,9 @@ class VLLMBackend:
         self, conversations: Sequence[Conversation], advance: Advance | None = None, **overrides: float
     ) -> list[Completion]:
         advance = advance or _noop
+        temperature, seed = sampling(self.cfg, overrides)
         params = self._vllm.SamplingParams(
-            temperature=float(overrides.get("temperature", self.cfg.temperature)),
-            top_p=self.cfg.top_p,
-            max_tokens=self.cfg.max_new_tokens,
-            seed=int(overrides.get("seed", self.cfg.seed)),
+            temperature=temperature, top_p=self.cfg.top_p, max_tokens=self.cfg.max_new_tokens, seed=seed
         )
         outs = self.llm.chat(list(conversations), params, use_tqdm=False)
         results = []
@@ -237,8 +238,7 @@ class OpenAIBackend:
         self, conversations: Sequence[Conversation], advance: Advance | None = None, **overrides: float
     ) -> list[Completion]:
         advance = advance or _noop
-        temperature = float(overrides.get("temperature", self.cfg.temperature))
-        seed = int(overrides.get("seed", self.cfg.seed))
+        temperature, seed = sampling(self.cfg, overrides)
 
         def task(conv: Conversation) -> Completion:
             c = self._one(conv, temperature, seed)
@@ -258,7 +258,4 @@ def make_backend(cfg: GenerationConfig, model: str) -> Backend:
         raise DatakitError(f"backend '{cfg.backend}': no model given")
     if cfg.backend == "transformers" and not Path(model).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
         raise DatakitError(f"model '{model}': not a local folder, and HF_HUB_OFFLINE=1 forbids the hub")
-    started = time.perf_counter()
-    backend = BACKENDS[cfg.backend](cfg, model)
-    backend.load_seconds = time.perf_counter() - started  # type: ignore[attr-defined]
-    return backend
+    return BACKENDS[cfg.backend](cfg, model)

@@ -36,6 +36,7 @@ class SynthConfig:
     seed: int = 1234  # every synthetic row derives from this seed
     math_train: int = 300  # domain train problems
     math_test: int = 150  # domain test problems (disjoint from train)
+    math_max_steps: int = 5  # most worked steps per problem (2-5); lower = an easier domain
     pool: int = 5000  # general pool rows (similar cases are retrieved from here)
     general_eval: int = 200  # held-out general evaluation rows (disjoint from the pool)
 

@@ -22,6 +22,7 @@ import polars as pl
 from datakit.backends import Backend
 from datakit.errors import DataError
 from datakit.generate import conversation, user_message
+from datakit.schemas import JUDGMENTS
 
 # ---------------------------------------------------------------------------------------------------
 # math: final-answer extraction
@@ -95,18 +96,7 @@ def judge_math(examples: pl.DataFrame, generations: pl.DataFrame, where: str = "
                 "raw": None,
             }
         )
-    return pl.DataFrame(
-        rows,
-        schema={
-            "id": pl.Utf8,
-            "score": pl.Int64,
-            "feedback": pl.Utf8,
-            "judge": pl.Utf8,
-            "error": pl.Utf8,
-            "extracted": pl.Utf8,
-            "raw": pl.Utf8,
-        },
-    )
+    return pl.DataFrame(rows, schema=dict(JUDGMENTS.schema))
 
 
 # ---------------------------------------------------------------------------------------------------

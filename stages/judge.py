@@ -46,7 +46,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     gen_path = Path(it.dir) / "generate" / "generations.parquet"
     generations = read_table(gen_path, GENERATIONS)
     aligned(examples, generations, gen_path)
-    work = None
+    work, resumed = None, 0
     if cfg.kind == "math":
         judgments = judge_math(examples, generations, params.data.domain_train.path)
     else:
@@ -80,9 +80,10 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
                 advance=lambda n, _t: bar.update(n),
             )
 
-        judgments, _ = run_sharded(
+        judgments, stats = run_sharded(
             rows, grade, work, cfg.generation.shard_size, JUDGMENTS, f"{NAME} {iteration}", progress
         )
+        resumed = stats.resumed
     unscored = int(judgments["score"].null_count())
     rate = unscored / max(judgments.height, 1)
     if rate > cfg.max_failure_rate:
@@ -113,6 +114,6 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         rows_out=judgments.height,
         failed=unscored,
         seconds=time.perf_counter() - started,
-        extra=f"mean score {scores.mean():.2f}" if scores.len() else "",
+        extra=(f"mean score {scores.mean():.2f}, " if scores.len() else "") + f"{resumed} shards resumed",
     )
     return judgments

@@ -25,7 +25,7 @@ FILES = ("math_train", "math_test", "pool", "general_eval")
 def run(params: Params) -> dict[str, pl.DataFrame]:
     started = time.perf_counter()
     cfg, out = params.synth, Path(params.paths.synth)
-    train, test = make_math(cfg.math_train, cfg.math_test, cfg.seed)
+    train, test = make_math(cfg.math_train, cfg.math_test, cfg.seed, cfg.math_max_steps)
     pool, general_eval = make_general(cfg.pool, cfg.general_eval, cfg.seed)
     tables = dict(zip(FILES, (train, test, pool, general_eval), strict=True))
     for name, df in tables.items():

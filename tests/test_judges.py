@@ -133,3 +133,70 @@ def test_judge_llm_on_a_real_model_keeps_raw_output_and_nulls_unparsable(tiny_mo
     assert [n for n, _ in calls] == [3, 3, 3]
     assert calls[0][1] == {} and calls[1][1]["temperature"] == 0.7 and calls[2][1]["seed"] == 2
     assert out["judge"].to_list() == ["llm:tiny"] * 3
+
+
+def _prepared_project(project, **judge):
+    """synth + base_model + generate on the tiny model, then the given judge settings."""
+    import yaml
+    from conftest import write_params
+
+    from datakit.config import load_params
+    from stages import base_model, generate, synth
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["judge"].update(judge)
+    write_params(project, params)
+    p = load_params("params.yaml")
+    base_model.run(p)
+    synth.run(p)
+    generate.run(p, "iter_1", progress=False)
+    return p
+
+
+def test_self_judge_stage_records_unscored_rows_and_enforces_the_bound(project, capsys):
+    import json
+
+    import yaml
+    from conftest import write_params
+
+    from datakit.config import load_params
+    from datakit.errors import DatakitError
+    from stages import judge
+
+    p = _prepared_project(project, kind="self", retries=1, max_failure_rate=0.1)
+    with pytest.raises(
+        DatakitError, match=r"12/12 answers could not be scored \(100.0% > judge.max_failure_rate 0.1\)"
+    ):
+        judge.run(p, "iter_1", progress=False)
+    assert not (project / "data/iter_1/judge/judgments.parquet").exists()
+    # The finished judge shards were kept, so the rerun with a looser bound does not judge again.
+    shards = list((project / ".datakit/work/judge").glob("*/shard-*.parquet"))
+    assert len(shards) == 3
+    capsys.readouterr()
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["judge"]["max_failure_rate"] = 1.0
+    write_params(project, params)
+    out = judge.run(load_params("params.yaml"), "iter_1", progress=False)
+    summary = capsys.readouterr().err
+    assert "judge: 12 in, 12 out, 12 failed" in summary and "3 shards resumed" in summary
+    assert out["score"].null_count() == 12 and out["judge"][0] == "self:data/base_model"
+    metrics = json.loads((project / "data/iter_1/judge/metrics.json").read_text())
+    assert metrics["unscored"] == 12 and metrics["mean_score"] is None
+
+
+def test_llm_judge_served_over_the_openai_backend(project, tiny_model):
+    from openai_server import serve_openai
+
+    from stages import judge
+
+    with serve_openai(tiny_model) as (base_url, model_name):
+        generation = {
+            "backend": "openai",
+            "max_new_tokens": 6,
+            "openai": {"base_url": base_url, "model": model_name},
+        }
+        p = _prepared_project(project, kind="llm", retries=0, max_failure_rate=1.0, generation=generation)
+        out = judge.run(p, "iter_1", progress=False)
+    assert out.height == 12 and out["judge"][0] == f"llm:{model_name}"
+    assert out["raw"].str.len_chars().min() > 0  # the server's answers were kept for audit
+    assert (out["error"] == "no [RESULT] marker").sum() + out["score"].is_not_null().sum() == 12

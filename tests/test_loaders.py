@@ -109,3 +109,9 @@ def test_unknown_format_and_bad_mapping(tmp_path):
         )
     with pytest.raises(DataError, match="not found"):
         load_examples(DatasetSource(path=str(tmp_path / "absent.jsonl")), "train")
+
+
+def test_hub_name_offline_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"openai/gsm8k: cannot load as a Hugging Face dataset"):
+        load_examples(DatasetSource(path="openai/gsm8k", name="main"), "train")

@@ -166,3 +166,14 @@ def test_roman_numerals() -> None:
         "MCMXCIV",
         "MMMCMXCIX",
     ]
+
+
+def test_max_steps_caps_the_worked_steps() -> None:
+    train, test = make_math(200, 50, seed=5, max_steps=2)
+    for df in (train, test):
+        steps = df["output"].str.count_matches("\n")  # one line per step, then the #### line
+        assert steps.max() <= 2
+    assert train["source"].n_unique() >= 8  # still many templates
+    assert make_math(40, 10, seed=5)[0].equals(make_math(40, 10, seed=5, max_steps=5)[0])
+    with pytest.raises(ValueError, match="max_steps must be 2-5"):
+        make_math(10, 5, seed=5, max_steps=1)

@@ -45,20 +45,23 @@ def _frame(rows: list[dict[str, str]]) -> pl.DataFrame:
     return df.select(EXAMPLES.columns)
 
 
-def make_math(n_train: int, n_test: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def make_math(n_train: int, n_test: int, seed: int, max_steps: int = 5) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Multi-step arithmetic word problems with worked solutions ending in ``#### <answer>``.
 
     Returns (train, test) with ``split`` = "train" / "test" and ``source`` = "math/<template>".
+    ``max_steps`` (2-5) caps the worked steps per problem, for an easier domain.
 
     Raises:
         ValueError: for negative sizes, or when more unique problems are asked for than can be made.
     """
     _check_sizes("make_math", _math.MAX_UNIQUE, n_train=n_train, n_test=n_test)
+    if not 2 <= max_steps <= 5:
+        raise ValueError(f"make_math: max_steps must be 2-5, got {max_steps}")
     rng = random.Random(seed)
     seen: set[str] = set()
     frames = {}
     for split, n in (("test", n_test), ("train", n_train)):
-        problems = _math.generate(n, rng, seen)
+        problems = _math.generate(n, rng, seen, max_steps)
         rng.shuffle(problems)
         frames[split] = _frame(
             [

@@ -764,8 +764,11 @@ def draw(rng: random.Random, template: str) -> Problem:
     raise RuntimeError(f"template {template!r} keeps rejecting its own draws")  # a generator bug
 
 
-def generate(n: int, rng: random.Random, seen: set[str]) -> list[Problem]:
+def generate(n: int, rng: random.Random, seen: set[str], max_steps: int = 5) -> list[Problem]:
     """``n`` problems new to ``seen`` (which is updated), templates taken in turn so each is used evenly.
+
+    Problems with more than ``max_steps`` worked steps are skipped (a template that cannot make short
+    enough problems drops out like an exhausted one).
 
     Raises:
         ValueError: when every template has stopped producing new problems before ``n`` were found.
@@ -785,7 +788,7 @@ def generate(n: int, rng: random.Random, seen: set[str]) -> list[Problem]:
         for _ in range(MAX_STALL):
             prob = draw(rng, name)
             key = normalise(prob.text)
-            if key not in seen:
+            if len(prob.steps) <= max_steps and key not in seen:
                 seen.add(key)
                 out.append(prob)
                 break

@@ -1,0 +1,133 @@
+"""The stages as DVC runs them: a real `dvc repro` in a temp git repo on a tiny config, and the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from conftest import write_params
+from typer.testing import CliRunner
+
+from datakit.cli import app
+from datakit.schemas import BAD_CASES, EXAMPLES, GENERATIONS, JUDGMENTS, read_table
+
+BIN = Path(sys.executable).parent
+# dvc.yaml calls `datakit`: the venv's bin folder must be on PATH, as `make` puts it.
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "HF_HUB_OFFLINE": "1"}
+
+
+def sh(*cmd: str, cwd: Path) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def init_repo(root: Path) -> None:
+    sh("git", "init", "-q", cwd=root)
+    sh("git", "config", "user.email", "ci@example.com", cwd=root)
+    sh("git", "config", "user.name", "ci", cwd=root)
+    sh(str(BIN / "dvc"), "init", "-q", cwd=root)
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "init", cwd=root)
+
+
+def test_dvc_repro_runs_every_stage_then_nothing(project):
+    init_repo(project)
+    out = sh(str(BIN / "dvc"), "repro", cwd=project)
+    for stage in ("synth", "base_model", "generate@iter_1", "judge@iter_1", "select@iter_1"):
+        assert f"Running stage '{stage}'" in out
+
+    train = read_table(project / "data/synth/math_train.parquet", EXAMPLES)
+    test = read_table(project / "data/synth/math_test.parquet", EXAMPLES)
+    assert (train.height, test.height) == (12, 6)
+    assert train.join(test, on="instruction", how="inner").height == 0
+    gens = read_table(project / "data/iter_1/generate/generations.parquet", GENERATIONS)
+    judg = read_table(project / "data/iter_1/judge/judgments.parquet", JUDGMENTS)
+    bad = read_table(project / "data/iter_1/select/bad_cases.parquet", BAD_CASES)
+    assert gens["id"].to_list() == train["id"].to_list()
+    assert judg["id"].to_list() == train["id"].to_list()
+    # A random model gets every problem wrong: every answer is a bad case.
+    assert judg["score"].to_list() == [1] * 12 and bad.height == 12
+    metrics = json.loads((project / "data/iter_1/select/metrics.json").read_text())
+    assert metrics["bad_case_rate"] == 1.0 and metrics["threshold"] == "<4"
+    assert (project / "data/base_model/model.safetensors").exists()
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"synth", "base_model", "generate@iter_1", "judge@iter_1", "select@iter_1"}
+
+    # Nothing changed: nothing runs.
+    started = time.perf_counter()
+    again = sh(str(BIN / "dvc"), "repro", cwd=project)
+    assert "Running stage" not in again and time.perf_counter() - started < 30
+
+    # A select-only param change reruns select alone.
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["select"]["threshold"] = "=1"
+    write_params(project, params)
+    third = sh(str(BIN / "dvc"), "repro", cwd=project)
+    assert "Running stage 'select@iter_1'" in third
+    assert "Running stage 'generate@iter_1'" not in third and "Running stage 'judge@iter_1'" not in third
+
+
+COMMANDS = ["synth", "base_model", "generate", "judge", "select", "check"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "--params" in result.output
+
+
+def test_cli_commands_match_dvc_stage_names():
+    stages = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        cmd = stage.get("do", stage)["cmd"]
+        assert cmd.split()[:2] == ["datakit", name]
+        assert name in COMMANDS
+
+
+def test_bad_params_is_one_line_and_exit_1(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["generate"]["max_new_token"] = 5
+    write_params(project, params)
+    result = CliRunner().invoke(app, ["generate", "--iteration", "iter_1"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: params.yaml: generate.max_new_token: unknown key (known: {', '.join(['backend', 'batch_size', 'max_new_tokens', 'temperature', 'top_p', 'seed', 'system_prompt', 'shard_size', 'device', 'dtype', 'max_failure_rate', 'openai', 'vllm'])})"
+    ]
+
+
+def test_unknown_iteration_and_missing_input_are_clear(project):
+    result = CliRunner().invoke(app, ["generate", "--iteration", "iter_9"])
+    assert result.exit_code == 1 and "no iteration 'iter_9' (known: iter_1)" in result.output
+    result = CliRunner().invoke(app, ["judge", "--iteration", "iter_1"])
+    assert result.exit_code == 1 and "math_train.parquet: not found" in result.output
+
+
+def test_judge_refuses_generations_that_miss_rows(project):
+    runner = CliRunner()
+    assert runner.invoke(app, ["synth"]).exit_code == 0
+    train = pl.read_parquet(project / "data/synth/math_train.parquet")
+    gens = pl.DataFrame(
+        {
+            "id": train["id"][:5],
+            "prompt": train["instruction"][:5],
+            "output": ["#### 1"] * 5,
+            "model": ["m"] * 5,
+            "iteration": [1] * 5,
+            "gen_params_hash": ["h"] * 5,
+            "n_tokens": [3] * 5,
+            "finish_reason": ["stop"] * 5,
+            "error": pl.Series([None] * 5, dtype=pl.Utf8),
+        },
+        schema_overrides={"iteration": pl.Int64, "n_tokens": pl.Int64},
+    )
+    (project / "data/iter_1/generate").mkdir(parents=True)
+    gens.write_parquet(project / "data/iter_1/generate/generations.parquet")
+    result = runner.invoke(app, ["judge", "--iteration", "iter_1"])
+    assert result.exit_code == 1
+    assert "generations.parquet: has no generation for 7 domain rows" in result.output
