@@ -12,7 +12,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -42,6 +42,7 @@ class ShardStats:
     shards: int = 0
     resumed: int = 0  # shards read back from an earlier, interrupted run
     computed: int = 0
+    computed_ids: list[str] = field(default_factory=list)  # rows computed in this run (for throughput)
 
 
 def run_sharded(
@@ -89,6 +90,7 @@ def run_sharded(
             write_table(out, work_dir / f"shard-{i:05d}.parquet", table)
             done[i] = out
             stats.computed += 1
+            stats.computed_ids.extend(out["id"].to_list())
     result = pl.concat([done[i] for i in range(len(shards))]) if shards else table.empty()
     return result, stats
 

@@ -48,6 +48,9 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     out_dir = Path(it.dir) / NAME
     write_table(out, out_dir / "generations.parquet", GENERATIONS)
     tokens = int(out["n_tokens"].sum())
+    # Throughput counts only the rows generated in this run, not shards read back from an earlier one.
+    fresh_tokens = int(out.filter(pl.col("id").is_in(stats.computed_ids))["n_tokens"].sum())
+    tok_s = fresh_tokens / max(gen_seconds, 1e-9)
     failed = int((out["finish_reason"] == "error").sum())
     write_json(
         {
@@ -59,7 +62,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
             "shards": stats.shards,
             "shards_resumed": stats.resumed,
             "generate_seconds": round(gen_seconds, 2),
-            "tokens_per_second": round(tokens / max(gen_seconds, 1e-9), 2),
+            "tokens_per_second": round(tok_s, 2),
             "model": backend.model,
             "backend": cfg.backend,
         },
@@ -72,6 +75,6 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         rows_out=out.height,
         failed=failed,
         seconds=time.perf_counter() - started,
-        extra=f"{tokens} new tokens, {tokens / max(gen_seconds, 1e-9):.1f} tok/s, {stats.resumed} shards resumed",
+        extra=f"{tokens} new tokens, {tok_s:.1f} tok/s, {stats.resumed} shards resumed",
     )
     return out

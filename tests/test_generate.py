@@ -91,10 +91,11 @@ def test_finished_shards_are_read_back_not_recomputed(tiny_model, tmp_path):
     backend = make_backend(cfg, str(tiny_model))
     first, _ = generate_frame(examples(6), backend, cfg, iteration=1, work_dir=tmp_path, progress=False)
     # Remove one finished shard: only that one is recomputed; the others are read back untouched.
+    redone = pl.read_parquet(tmp_path / "shard-00001.parquet")["id"].to_list()
     (tmp_path / "shard-00001.parquet").unlink()
     mtimes = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("shard-*.parquet")}
     again, stats = generate_frame(examples(6), backend, cfg, iteration=1, work_dir=tmp_path, progress=False)
-    assert (stats.resumed, stats.computed) == (2, 1)
+    assert (stats.resumed, stats.computed) == (2, 1) and stats.computed_ids == redone
     assert {p: (tmp_path / p).stat().st_mtime_ns for p in mtimes} == mtimes
     assert again.equals(first)
 
