@@ -91,12 +91,23 @@ class GenerationConfig:
     top_p: float = 1.0  # nucleus sampling (only when temperature > 0)
     seed: int = 0  # sampling seed
     system_prompt: str = ""  # optional system message before every prompt
-    shard_size: int = 128  # rows per resumable shard
+    shard_size: int = 64  # rows per resumable shard
     device: str = "auto"  # transformers: auto = cuda if present, else cpu
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # transformers compute dtype
     max_failure_rate: float = 0.05  # share of rows that may fail (openai errors) before the stage fails
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_new_tokens", "shard_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(
+                f"temperature/top_p: need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}"
+            )
+        if not 0 <= self.max_failure_rate <= 1:
+            raise ValueError(f"max_failure_rate: must be within 0-1, got {self.max_failure_rate}")
 
     def params_hash(self) -> str:
         """Hash of the settings that change what is generated (not batch or shard sizes)."""
@@ -117,10 +128,21 @@ class JudgeConfig:
     retries: int = 2  # sampled re-asks for an unparsable judge answer
     max_failure_rate: float = 0.1  # share of unscored rows above which the stage fails
 
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ValueError(f"retries: must be >= 0, got {self.retries}")
+        if not 0 <= self.max_failure_rate <= 1:
+            raise ValueError(f"max_failure_rate: must be within 0-1, got {self.max_failure_rate}")
+
 
 @dataclass(frozen=True)
 class SelectConfig:
     threshold: str = "<4"  # a bad case is a score matching this: '<4' (default), '=1', '<3', '<=2'
+
+    def __post_init__(self) -> None:
+        from datakit.select import parse_threshold  # the one parser of threshold rules
+
+        parse_threshold(self.threshold)
 
 
 @dataclass(frozen=True)
@@ -151,11 +173,11 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against annotation ``tp``; build nested dataclasses; raise ConfigError on mismatch."""
+def _coerce(value: Any, tp: Any, key: str, base: Any = None) -> Any:
+    """Check ``value`` against annotation ``tp``; build nested dataclasses (over ``base``, the field's
+    default, if any); raise ConfigError on mismatch."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for arm in typing.get_args(tp):
             if arm is type(None):
                 if value is None:
@@ -163,8 +185,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 continue
             try:
                 return _coerce(value, arm, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         allowed = typing.get_args(tp)
@@ -172,7 +194,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected one of {list(allowed)}, got {value!r}")
         return value
     if dataclasses.is_dataclass(tp):
-        return build(tp, value, key)
+        return build(tp, value, key, base)
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
@@ -193,8 +215,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
 
 
-def build(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass ``cls`` from a mapping, refusing unknown keys and wrong types."""
+def build(cls: type, data: Any, where: str, base: Any = None) -> Any:
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys and wrong types.
+
+    Keys left out keep their values in ``base`` (an instance of ``cls``), else the field defaults: so a
+    partly given ``judge.generation`` keeps the judge's own defaults, not the generic ones.
+    """
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -207,11 +233,23 @@ def build(cls: type, data: Any, where: str) -> Any:
     kwargs = {}
     for f in dataclasses.fields(cls):
         key = f"{where}.{f.name}".lstrip(".")
+        if base is not None:
+            default = getattr(base, f.name)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
         if f.name in data:
-            kwargs[f.name] = _coerce(data[f.name], hints[f.name], key)
+            nested = default if dataclasses.is_dataclass(default) else None
+            kwargs[f.name] = _coerce(data[f.name], hints[f.name], key, nested)
+        elif base is not None:
+            kwargs[f.name] = default
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{key}: missing (required)")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # a __post_init__ range check
+        raise ConfigError(f"{where.lstrip('.')}.{exc}".lstrip(".")) from exc
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -227,12 +265,4 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         params = build(Params, data, "")
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    for name, gen in (("generate", params.generate), ("judge.generation", params.judge.generation)):
-        if gen.batch_size < 1 or gen.max_new_tokens < 1 or gen.shard_size < 1:
-            raise ConfigError(f"{path}: {name}: batch_size, max_new_tokens and shard_size must be >= 1")
     return params
-
-
-def section_dict(obj: Any) -> dict:
-    """A dataclass as plain dict (for hashing and logging)."""
-    return dataclasses.asdict(obj)

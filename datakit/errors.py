@@ -22,3 +22,16 @@ class DataError(DatakitError):
         if field is not None:
             where += f", field '{field}'"
         super().__init__(f"{where}: {reason}")
+
+
+def bound_failures(failed: int, total: int, limit: float, what: str, first: str) -> None:
+    """Fail a stage whose share of failed rows passes ``limit`` (a per-row failure is data until then).
+
+    Args:
+        failed: rows that failed; total: rows in all; limit: the allowed share (0-1);
+        what: e.g. "generate: rows failed"; first: "id X: why" of the first failed row.
+    """
+    if failed > limit * total:
+        raise DatakitError(
+            f"{what}: {failed}/{total} ({failed / max(total, 1):.1%} > limit {limit}); first: {first}"
+        )

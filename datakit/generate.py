@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from datakit.backends import Backend, Conversation
 from datakit.config import GenerationConfig
-from datakit.errors import DatakitError
+from datakit.errors import DataError, bound_failures
 from datakit.schemas import GENERATIONS
 from datakit.shards import ShardStats, run_sharded
 
@@ -77,14 +77,51 @@ def generate_frame(
             schema_overrides={"iteration": pl.Int64, "n_tokens": pl.Int64},
         )
 
-    out, stats = run_sharded(todo.drop("_len"), answer, work_dir, cfg.shard_size, GENERATIONS, desc, progress)
+    out, stats = run_sharded(
+        todo.drop("_len"),
+        answer,
+        work_dir,
+        cfg.shard_size,
+        GENERATIONS,
+        desc,
+        progress,
+        redo=lambda shard: bool(
+            (shard["finish_reason"] == "error").any()
+        ),  # retry rows that failed last time
+    )
     order = examples.select("id").with_row_index("_order")
     out = out.join(order, on="id").sort("_order").drop("_order")
     failed = out.filter(pl.col("finish_reason") == "error")
-    if failed.height > cfg.max_failure_rate * out.height:
+    if failed.height:
         first = failed.row(0, named=True)
-        raise DatakitError(
-            f"{desc}: {failed.height}/{out.height} rows failed (max_failure_rate {cfg.max_failure_rate}); "
-            f"first: id {first['id']}: {first['error']}"
+        bound_failures(
+            failed.height,
+            out.height,
+            cfg.max_failure_rate,
+            f"{desc}: rows failed (generate.max_failure_rate)",
+            f"id {first['id']}: {first['error']}",
         )
     return out, stats
+
+
+def answered(
+    examples: pl.DataFrame, generations: pl.DataFrame, where: str | Path = "generations"
+) -> pl.DataFrame:
+    """Each example with M_t's answer, in the examples' order.
+
+    Adds ``row`` (the example's 1-based row, for error messages), ``response``, ``finish_reason``,
+    ``gen_error``, ``model`` and ``iteration``.
+
+    Raises:
+        DataError: when an example has no generation (a stale or partial generations table).
+    """
+    missing = examples.join(generations, on="id", how="anti")
+    if missing.height:
+        raise DataError(
+            where,
+            f"has no generation for {missing.height} rows (first id {missing['id'][0]!r}); rerun generate",
+        )
+    gens = generations.select(
+        "id", "finish_reason", "model", "iteration", response="output", gen_error="error"
+    )
+    return examples.with_row_index("row", offset=1).join(gens, on="id", how="inner", maintain_order="left")

@@ -21,18 +21,21 @@ import polars as pl
 
 from datakit.backends import Backend
 from datakit.errors import DataError
-from datakit.generate import conversation, user_message
+from datakit.generate import answered, conversation, user_message
 from datakit.schemas import JUDGMENTS
 
 # ---------------------------------------------------------------------------------------------------
 # math: final-answer extraction
 # ---------------------------------------------------------------------------------------------------
 
-_NUM = r"-?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?"
+# A number: an optional minus sign glued to the digits (so "- 3 items" and "pages 10-12" read as
+# positive), an optional $, thousands separators, decimals, a fraction. Never the tail of a word or number.
+_NUM = r"(?<![\w.])(?:-(?=\$?\d))?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?"
 _HASHES = re.compile(r"####\s*(?:\*\*)?\s*(" + _NUM + ")")
 _BOXED = re.compile(r"\\boxed\{\s*(" + _NUM + r")\s*\}")
+# "answer" must be followed by is / = / : , so "To answer 3 questions" is not an answer of 3.
 _ANSWER_IS = re.compile(
-    r"(?:final answer|the answer|answer)\s*(?:is|=|:)?\s*[:=]?\s*(?:\*\*|\$)?\s*(" + _NUM + ")", re.IGNORECASE
+    r"(?:final answer|the answer|answer)\s*(?:is|=|:)\s*[:=]?\s*(?:\*\*|\$)?\s*(" + _NUM + ")", re.IGNORECASE
 )
 _ANY = re.compile(_NUM)
 
@@ -63,7 +66,9 @@ def extract_final_number(text: str) -> str | None:
 def format_number(value: Decimal) -> str:
     """Canonical text of a number: no exponent, no trailing zeros ('12.50' -> '12.5', '12.0' -> '12')."""
     if value == value.to_integral_value():
-        return str(value.quantize(Decimal(1)))
+        # format(), not quantize(): quantize fails past the context's 28 digits, and a looping model can
+        # write a 40-digit number.
+        return format(value.to_integral_value(), "f")
     return format(value.normalize(), "f")
 
 
@@ -72,31 +77,48 @@ def reference_answer(output: str) -> str | None:
     return extract_final_number(output)
 
 
+def _judgments(df: pl.DataFrame, **cols: list) -> pl.DataFrame:
+    """A judgments frame for the rows of ``answered`` frame ``df``."""
+    base = {"id": df["id"], "model": df["model"], "iteration": df["iteration"]}
+    return pl.DataFrame(base | cols, schema=dict(JUDGMENTS.schema)).select(JUDGMENTS.columns)
+
+
+def _generation_failed(r: dict) -> str | None:
+    return f"generation failed: {r['gen_error']}" if r["finish_reason"] == "error" else None
+
+
 def judge_math(examples: pl.DataFrame, generations: pl.DataFrame, where: str = "examples") -> pl.DataFrame:
-    """Exact final-answer judge. ``examples`` and ``generations`` are aligned on ``id``."""
-    df = examples.select("id", "output").join(
-        generations.select("id", response="output"), on="id", how="inner"
-    )
-    rows = []
-    for n, (rid, ref_text, response) in enumerate(df.iter_rows(), start=1):
-        ref = reference_answer(ref_text)
+    """Exact final-answer judge: 5 when the response's final number equals the reference's, else 1.
+
+    A row whose generation failed gets a null score and the generation's error (it is not a bad case).
+    """
+    df = answered(examples, generations)
+    scores, feedback, errors, extracted = [], [], [], []
+    for r in df.iter_rows(named=True):
+        ref = reference_answer(r["output"])
         if ref is None:
-            raise DataError(where, "reference answer has no number to compare with", row=n, field="output")
-        got = extract_final_number(response or "")
+            raise DataError(
+                where, "reference answer has no number to compare with", row=r["row"], field="output"
+            )
+        failed = _generation_failed(r)
+        got = None if failed else extract_final_number(r["response"] or "")
         ok = got is not None and to_number(got) == to_number(ref)
-        feedback = f"expected {ref}, got {got}" if got is not None else f"expected {ref}, found no number"
-        rows.append(
-            {
-                "id": rid,
-                "score": 5 if ok else 1,
-                "feedback": feedback,
-                "judge": "math",
-                "error": None,
-                "extracted": got,
-                "raw": None,
-            }
+        scores.append(None if failed else 5 if ok else 1)
+        errors.append(failed)
+        extracted.append(got)
+        feedback.append(
+            "" if failed else f"expected {ref}, got {got}" if got else f"expected {ref}, found no number"
         )
-    return pl.DataFrame(rows, schema=dict(JUDGMENTS.schema))
+    n = df.height
+    return _judgments(
+        df,
+        score=scores,
+        feedback=feedback,
+        judge=["math"] * n,
+        error=errors,
+        extracted=extracted,
+        raw=[None] * n,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -186,19 +208,25 @@ def judge_llm(
     rubric: str = "",
     retries: int = 2,
     seed: int = 0,
+    system_prompt: str = "",
     advance=None,
 ) -> pl.DataFrame:
-    """Grade every response with ``backend``; unparsable answers are re-asked (sampled) up to ``retries`` times."""
-    df = examples.select("id", "instruction", "input", "output").join(
-        generations.select("id", response="output"), on="id", how="inner"
-    )
-    prompts = [
-        judge_prompt(user_message(r["instruction"], r["input"]), r["response"] or "", r["output"], rubric)
-        for r in df.iter_rows(named=True)
-    ]
-    parsed: list[tuple[int | None, str, str | None]] = [(None, "", "not judged")] * len(prompts)
-    raw: list[str] = [""] * len(prompts)
-    pending = list(range(len(prompts)))
+    """Grade every response with ``backend``; unparsable answers are re-asked (sampled) up to ``retries`` times.
+
+    Rows whose generation failed are not sent to the judge: null score, the generation's error.
+    """
+    df = answered(examples, generations)
+    rows = list(df.iter_rows(named=True))
+    parsed: list[tuple[int | None, str, str | None]] = [(None, "", _generation_failed(r)) for r in rows]
+    raw: list[str] = [""] * len(rows)
+    prompts = {
+        i: judge_prompt(user_message(r["instruction"], r["input"]), r["response"] or "", r["output"], rubric)
+        for i, r in enumerate(rows)
+        if r["finish_reason"] != "error"
+    }
+    if advance is not None and len(prompts) < len(rows):
+        advance(len(rows) - len(prompts), 0)
+    pending = list(prompts)
     for attempt in range(retries + 1):
         if not pending:
             break
@@ -206,7 +234,9 @@ def judge_llm(
         # itself, so retries sample with a fresh seed.
         overrides = {} if attempt == 0 else {"temperature": 0.7, "seed": seed + attempt}
         outs = backend.generate(
-            [conversation(prompts[i]) for i in pending], advance if attempt == 0 else None, **overrides
+            [conversation(prompts[i], system_prompt) for i in pending],
+            advance if attempt == 0 else None,
+            **overrides,
         )
         still = []
         for i, out in zip(pending, outs, strict=True):
@@ -215,14 +245,12 @@ def judge_llm(
             if parsed[i][0] is None:
                 still.append(i)
         pending = still
-    return pl.DataFrame(
-        {
-            "id": df["id"],
-            "score": pl.Series([p[0] for p in parsed], dtype=pl.Int64),
-            "feedback": [p[1] for p in parsed],
-            "judge": [label] * df.height,
-            "error": pl.Series([p[2] for p in parsed], dtype=pl.Utf8),
-            "extracted": pl.Series([None] * df.height, dtype=pl.Utf8),
-            "raw": raw,
-        }
+    return _judgments(
+        df,
+        score=[p[0] for p in parsed],
+        feedback=[p[1] for p in parsed],
+        judge=[label] * df.height,
+        error=[p[2] for p in parsed],
+        extracted=[None] * df.height,
+        raw=raw,
     )

@@ -100,21 +100,33 @@ def _hf_records(src: DatasetSource) -> Iterator[tuple[int, Any]]:
 
 
 def iter_records(src: DatasetSource) -> Iterator[tuple[int, Any]]:
-    """(1-based row, raw record) pairs from any supported source."""
+    """(1-based row, raw record) pairs from any supported source.
+
+    Raises:
+        DataError: for an unreadable file (not the format it claims, not UTF-8, ragged CSV), naming it.
+    """
+    try:
+        yield from _iter_records(src)
+    except (pl.exceptions.PolarsError, UnicodeDecodeError, OSError) as exc:
+        raise DataError(src.path, f"cannot be read as {resolve_format(src)}: {exc}") from exc
+
+
+def _iter_records(src: DatasetSource) -> Iterator[tuple[int, Any]]:
     fmt = resolve_format(src)
     path = Path(src.path)
     if fmt != "hf" and not path.exists():
         raise DataError(path, "not found")
     if fmt == "jsonl":
-        return _jsonl_records(path)
-    if fmt == "json":
-        return _json_records(path)
-    if fmt == "parquet":
-        return _frame_records(pl.read_parquet(path))
-    if fmt == "csv":
+        yield from _jsonl_records(path)
+    elif fmt == "json":
+        yield from _json_records(path)
+    elif fmt == "parquet":
+        yield from _frame_records(pl.read_parquet(path))
+    elif fmt == "csv":
         # Everything as text: CSV has no types, and "0042" must stay "0042".
-        return _frame_records(pl.read_csv(path, infer_schema=False))
-    return _hf_records(src)
+        yield from _frame_records(pl.read_csv(path, infer_schema=False))
+    else:
+        yield from _hf_records(src)
 
 
 def _text(record: dict, name: str, column: str, where: str, row: int, *, required: bool) -> str:
@@ -139,7 +151,6 @@ def records_to_examples(
     *,
     source: str,
     split: str,
-    require_output: bool = True,
 ) -> pl.DataFrame:
     """Check raw records and map them onto the examples table."""
     columns = dict(columns or {})
@@ -154,7 +165,7 @@ def records_to_examples(
             raise DataError(where, f"expected an object, got {type(record).__name__}", row=row)
         instruction = _text(record, "instruction", col["instruction"], where, row, required=True)
         input_text = _text(record, "input", col["input"], where, row, required=False)
-        output = _text(record, "output", col["output"], where, row, required=require_output)
+        output = _text(record, "output", col["output"], where, row, required=True)
         raw_id = record.get(col["id"])
         if raw_id is None:
             rid = example_id(instruction, input_text)
@@ -187,12 +198,10 @@ def records_to_examples(
     if not rows:
         raise DataError(where, "has no rows")
     df = pl.DataFrame(rows, schema=dict(EXAMPLES.schema))
-    return df if not require_output else check_frame(df, EXAMPLES, where)
+    return check_frame(df, EXAMPLES, where)
 
 
-def load_examples(src: DatasetSource, split: str, *, require_output: bool = True) -> pl.DataFrame:
+def load_examples(src: DatasetSource, split: str) -> pl.DataFrame:
     """Load ``src`` as an examples table (see the module docstring)."""
     source = Path(src.path).stem if resolve_format(src) != "hf" else src.path
-    return records_to_examples(
-        iter_records(src), src.path, src.columns, source=source, split=split, require_output=require_output
-    )
+    return records_to_examples(iter_records(src), src.path, src.columns, source=source, split=split)

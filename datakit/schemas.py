@@ -97,6 +97,8 @@ JUDGMENTS = Table(
         "error": pl.Utf8,
         "extracted": pl.Utf8,
         "raw": pl.Utf8,
+        "model": pl.Utf8,
+        "iteration": pl.Int64,
     },
     required=("id", "judge"),
     unique=("id",),
@@ -108,6 +110,8 @@ JUDGMENTS = Table(
         "error": "why the score is null, else null",
         "extracted": "the final answer the math judge read from the response (null if none)",
         "raw": "the judge's raw output, kept for audit",
+        "model": "the model whose answer was judged (M_t)",
+        "iteration": "APT iteration t of that model",
     },
 )
 
@@ -118,14 +122,13 @@ BAD_CASES = Table(
         "response": pl.Utf8,
         "score": pl.Int64,
         "feedback": pl.Utf8,
+        "model": pl.Utf8,
         "iteration": pl.Int64,
     },
     required=("id", "instruction", "output", "score"),
     unique=("id",),
-    doc={"response": "M_t's answer that was judged bad", "score": "its judge score"},
+    doc={"response": "M_t's answer that was judged bad", "score": "its judge score", "model": "M_t"},
 )
-
-TABLES = {t.name: t for t in (EXAMPLES, GENERATIONS, JUDGMENTS, BAD_CASES)}
 
 
 def check_frame(df: pl.DataFrame, table: Table, path: str | Path) -> pl.DataFrame:
@@ -190,7 +193,11 @@ def read_table(path: str | Path, table: Table) -> pl.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DataError(path, f"not found (expected a '{table.name}' table)")
-    return check_frame(pl.read_parquet(path), table, path)
+    try:
+        df = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(path, f"cannot be read as parquet: {exc}") from exc
+    return check_frame(df, table, path)
 
 
 def write_text_atomic(text: str, path: str | Path) -> Path:

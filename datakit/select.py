@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import operator
 import re
+from pathlib import Path
 
 import polars as pl
 
-from datakit.errors import ConfigError
+from datakit.errors import DataError
+from datakit.generate import answered
 from datakit.schemas import BAD_CASES
 
 _OPS = {
@@ -27,11 +29,11 @@ _THRESHOLD = re.compile(r"^\s*(<=|>=|==|<|>|=)\s*([1-5])\s*$")
 
 
 def parse_threshold(text: str) -> tuple[str, int]:
-    """'<4' -> ('<', 4). Raises ConfigError naming select.threshold."""
+    """'<4' -> ('<', 4). Raises ValueError, which the config loader reports as a ConfigError."""
     m = _THRESHOLD.match(text)
     if not m:
-        raise ConfigError(
-            f"select.threshold: expected an operator and a score 1-5 such as '<4', '=1', '<3'; got {text!r}"
+        raise ValueError(
+            f"threshold: expected an operator and a score 1-5 such as '<4', '=1', '<3'; got {text!r}"
         )
     return m.group(1), int(m.group(2))
 
@@ -42,13 +44,36 @@ def threshold_expr(text: str) -> pl.Expr:
 
 
 def select_bad_cases(
-    examples: pl.DataFrame, generations: pl.DataFrame, judgments: pl.DataFrame, threshold: str, iteration: int
+    examples: pl.DataFrame,
+    generations: pl.DataFrame,
+    judgments: pl.DataFrame,
+    threshold: str,
+    where: str | Path = "judgments",
 ) -> pl.DataFrame:
-    """Join the three tables and keep the rows whose score matches ``threshold``."""
-    df = (
-        examples.join(generations.select("id", response="output"), on="id", how="inner")
-        .join(judgments.select("id", "score", "feedback"), on="id", how="inner")
-        .filter(pl.col("score").is_not_null() & threshold_expr(threshold))
-        .with_columns(iteration=pl.lit(iteration, dtype=pl.Int64))
+    """Keep the answered examples whose score matches ``threshold``, in the examples' order.
+
+    Raises:
+        DataError: when the judgments do not cover the generations, or judged another model's answers
+            (a stale table: rerun judge).
+    """
+    df = answered(examples, generations)
+    scores = judgments.select("id", "score", "feedback", judged_model="model", judged_iteration="iteration")
+    df = df.join(scores, on="id", how="left", maintain_order="left")
+    unjudged = df.filter(pl.col("judged_model").is_null())
+    if unjudged.height:
+        raise DataError(
+            where, f"has no judgment for {unjudged.height} rows (first id {unjudged['id'][0]!r}); rerun judge"
+        )
+    stale = df.filter(
+        (pl.col("judged_model") != pl.col("model")) | (pl.col("judged_iteration") != pl.col("iteration"))
     )
-    return df.select(BAD_CASES.columns)
+    if stale.height:
+        r = stale.row(0, named=True)
+        raise DataError(
+            where,
+            f"judged answers of {r['judged_model']} (iteration {r['judged_iteration']}), but the generations are "
+            f"from {r['model']} (iteration {r['iteration']}); rerun judge",
+            row=r["row"],
+        )
+    bad = df.filter(pl.col("score").is_not_null() & threshold_expr(threshold))
+    return bad.select(BAD_CASES.columns)

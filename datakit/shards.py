@@ -53,11 +53,13 @@ def run_sharded(
     table: Table,
     desc: str,
     progress: bool = True,
+    redo: Callable[[pl.DataFrame], bool] | None = None,
 ) -> tuple[pl.DataFrame, ShardStats]:
     """Apply ``fn`` shard by shard, keeping every finished shard on disk; return the concatenation.
 
     ``fn(shard, bar)`` must return a ``table`` frame with the same ``id`` values as ``shard`` and should
-    ``bar.update(rows)`` as it goes.
+    ``bar.update(rows)`` as it goes. A kept shard for which ``redo(shard_output)`` is true (say, it holds
+    rows whose request failed during an outage) is computed again instead of being read back.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     shards = [df.slice(i, shard_size) for i in range(0, df.height, shard_size)]
@@ -68,9 +70,9 @@ def run_sharded(
         if path.exists():
             try:
                 out = read_table(path, table)
-            except DataError:
+            except (DataError, pl.exceptions.PolarsError, OSError):
                 continue  # unreadable leftovers are recomputed, never trusted
-            if out["id"].to_list() == shard["id"].to_list():
+            if out["id"].to_list() == shard["id"].to_list() and not (redo and redo(out)):
                 done[i] = out
     stats.resumed = len(done)
     with tqdm(

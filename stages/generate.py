@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from datakit.backends import make_backend
-from datakit.config import Params
+from datakit.config import Iteration, Params
 from datakit.generate import generate_frame
 from datakit.loaders import load_examples
 from datakit.runlog import summary_line, write_json
@@ -23,6 +23,11 @@ from datakit.schemas import GENERATIONS, write_table
 from datakit.shards import clear_work, model_fingerprint, work_key
 
 NAME = "generate"
+
+
+def output(it: Iteration) -> Path:
+    """Where iteration ``it`` keeps its generations (read by judge and select)."""
+    return Path(it.dir) / NAME / "generations.parquet"
 
 
 def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
@@ -45,12 +50,12 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         examples, backend, cfg, iteration=it.n, work_dir=work, progress=progress, desc=f"{NAME} {iteration}"
     )
     gen_seconds = time.perf_counter() - gen_started
-    out_dir = Path(it.dir) / NAME
-    write_table(out, out_dir / "generations.parquet", GENERATIONS)
+    out_dir = output(it).parent
+    write_table(out, output(it), GENERATIONS)
     tokens = int(out["n_tokens"].sum())
     # Throughput counts only the rows generated in this run, not shards read back from an earlier one.
     fresh_tokens = int(out.filter(pl.col("id").is_in(stats.computed_ids))["n_tokens"].sum())
-    tok_s = fresh_tokens / max(gen_seconds, 1e-9)
+    tok_s = fresh_tokens / gen_seconds if stats.computed else None
     failed = int((out["finish_reason"] == "error").sum())
     write_json(
         {
@@ -62,7 +67,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
             "shards": stats.shards,
             "shards_resumed": stats.resumed,
             "generate_seconds": round(gen_seconds, 2),
-            "tokens_per_second": round(tok_s, 2),
+            "tokens_per_second": round(tok_s, 2) if tok_s is not None else None,
             "model": backend.model,
             "backend": cfg.backend,
         },
@@ -75,6 +80,6 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         rows_out=out.height,
         failed=failed,
         seconds=time.perf_counter() - started,
-        extra=f"{tokens} new tokens, {tok_s:.1f} tok/s, {stats.resumed} shards resumed",
+        extra=f"{tokens} new tokens, {f'{tok_s:.1f}' if tok_s is not None else '-'} tok/s, {stats.resumed} shards resumed",
     )
     return out

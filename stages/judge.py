@@ -17,35 +17,31 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from datakit.backends import make_backend
-from datakit.config import Params
-from datakit.errors import DataError, DatakitError
+from datakit.config import Iteration, Params
+from datakit.errors import DatakitError, bound_failures
+from datakit.generate import answered
 from datakit.judges import judge_llm, judge_math
 from datakit.loaders import load_examples
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import GENERATIONS, JUDGMENTS, read_table, write_table
 from datakit.shards import clear_work, model_fingerprint, run_sharded, work_key
+from stages import generate
 
 NAME = "judge"
 
 
-def aligned(examples: pl.DataFrame, generations: pl.DataFrame, where: Path) -> None:
-    """Every example must have exactly one generation: judging a stale or partial table is an error."""
-    missing = examples.join(generations, on="id", how="anti")
-    if missing.height:
-        raise DataError(
-            where,
-            f"has no generation for {missing.height} domain rows (first id {missing['id'][0]!r}); "
-            "rerun generate",
-        )
+def output(it: Iteration) -> Path:
+    """Where iteration ``it`` keeps its judgments."""
+    return Path(it.dir) / NAME / "judgments.parquet"
 
 
 def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     started = time.perf_counter()
     it, cfg = params.iteration(iteration), params.judge
     examples = load_examples(params.data.domain_train, "train")
-    gen_path = Path(it.dir) / "generate" / "generations.parquet"
+    gen_path = generate.output(it)
     generations = read_table(gen_path, GENERATIONS)
-    aligned(examples, generations, gen_path)
+    answered(examples, generations, gen_path)  # every example answered, or one clear error naming the file
     work, resumed = None, 0
     if cfg.kind == "math":
         judgments = judge_math(examples, generations, params.data.domain_train.path)
@@ -55,6 +51,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
             raise DatakitError("judge.model: set the judge model for kind 'llm'")
         backend = make_backend(cfg.generation, model)
         label = f"{cfg.kind}:{backend.model}"
+        # Everything that goes into the judge prompt or its settings: a change to any re-judges.
         key = work_key(
             NAME,
             label,
@@ -62,11 +59,10 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
             cfg.generation.params_hash(),
             cfg.rubric,
             cfg.retries,
-            generations["id"].to_list(),
-            generations["output"].to_list(),
+            [examples[c].to_list() for c in ("id", "instruction", "input", "output")],
+            generations.select("id", "output", "finish_reason").rows(),
         )
         work = Path(params.paths.work) / NAME / key
-        rows = examples.join(generations.select("id"), on="id", how="semi")
 
         def grade(shard: pl.DataFrame, bar: tqdm) -> pl.DataFrame:
             return judge_llm(
@@ -77,23 +73,27 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
                 rubric=cfg.rubric,
                 retries=cfg.retries,
                 seed=cfg.generation.seed,
+                system_prompt=cfg.generation.system_prompt,
                 advance=lambda n, _t: bar.update(n),
             )
 
         judgments, stats = run_sharded(
-            rows, grade, work, cfg.generation.shard_size, JUDGMENTS, f"{NAME} {iteration}", progress
+            examples, grade, work, cfg.generation.shard_size, JUDGMENTS, f"{NAME} {iteration}", progress
         )
         resumed = stats.resumed
     unscored = int(judgments["score"].null_count())
     rate = unscored / max(judgments.height, 1)
-    if rate > cfg.max_failure_rate:
+    if unscored:
         first = judgments.filter(pl.col("score").is_null()).row(0, named=True)
-        raise DatakitError(
-            f"{NAME}: {unscored}/{judgments.height} answers could not be scored ({rate:.1%} > "
-            f"judge.max_failure_rate {cfg.max_failure_rate}); first: id {first['id']}: {first['error']}"
+        bound_failures(
+            unscored,
+            judgments.height,
+            cfg.max_failure_rate,
+            f"{NAME}: answers could not be scored (judge.max_failure_rate)",
+            f"id {first['id']}: {first['error']}",
         )
-    out_dir = Path(it.dir) / NAME
-    write_table(judgments, out_dir / "judgments.parquet", JUDGMENTS)
+    out_dir = output(it).parent
+    write_table(judgments, output(it), JUDGMENTS)
     scores = judgments["score"].drop_nulls()
     write_json(
         {

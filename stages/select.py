@@ -17,6 +17,7 @@ from datakit.loaders import load_examples
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import BAD_CASES, GENERATIONS, JUDGMENTS, read_table, write_table
 from datakit.select import select_bad_cases
+from stages import generate, judge
 
 NAME = "select"
 
@@ -25,9 +26,9 @@ def run(params: Params, iteration: str) -> pl.DataFrame:
     started = time.perf_counter()
     it = params.iteration(iteration)
     examples = load_examples(params.data.domain_train, "train")
-    generations = read_table(Path(it.dir) / "generate" / "generations.parquet", GENERATIONS)
-    judgments = read_table(Path(it.dir) / "judge" / "judgments.parquet", JUDGMENTS)
-    bad = select_bad_cases(examples, generations, judgments, params.select.threshold, it.n)
+    generations = read_table(generate.output(it), GENERATIONS)
+    judgments = read_table(judge.output(it), JUDGMENTS)
+    bad = select_bad_cases(examples, generations, judgments, params.select.threshold, judge.output(it))
     out_dir = Path(it.dir) / NAME
     write_table(bad, out_dir / "bad_cases.parquet", BAD_CASES)
     scored = int(judgments["score"].is_not_null().sum())

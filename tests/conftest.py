@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny import build_tiny_model
+from tiny import build_tiny_model, train_to_answer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -20,6 +20,25 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_model(tmp_path_factory) -> Path:
     """A 2-layer random llama with a small BPE tokenizer and a ChatML template (built once per session)."""
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+JUDGE_RUBRIC = "Score 1-5."  # short, so the tiny model's judge prompts stay short
+
+
+@pytest.fixture(scope="session")
+def judge_model(tmp_path_factory) -> Path:
+    """A tiny model trained to answer judge prompts (rubric JUDGE_RUBRIC) with "[RESULT] 4"."""
+    from datakit.judges import judge_prompt
+    from datakit.synth import make_math
+
+    problems, _ = make_math(6, 0, seed=99)
+    answers = ["It is 5. #### 5", "no idea", "", "3 x 4 = 12. The answer is 12.", "#### 1000", "ULT$$ of\x04"]
+    prompts = [
+        judge_prompt(r["instruction"], answers[i], r["output"], JUDGE_RUBRIC)
+        for i, r in enumerate(problems.iter_rows(named=True))
+    ]
+    path = build_tiny_model(tmp_path_factory.mktemp("models") / "judge", seed=1)
+    return train_to_answer(path, prompts, "[RESULT] 4")
 
 
 def tiny_params(root: Path, model: Path, **overrides) -> dict:

@@ -27,6 +27,10 @@ def test_repo_params_load():
         ({"data": {"domain_train": {"path": 3}}}, "data.domain_train.path: expected str, got 3"),
         ({"iterations": {"iter_1": {"n": 1, "dir": "x"}}}, "iterations.iter_1.model_in: missing"),
         ({"trainning": {}}, "trainning: unknown key"),
+        ({"select": {"threshold": "<6"}}, "select.threshold: expected an operator"),
+        ({"judge": {"retries": -1}}, "judge.retries: must be >= 0"),
+        ({"generate": {"batch_size": 0}}, "generate.batch_size: must be >= 1"),
+        ({"generate": {"max_failure_rate": 1.5}}, "generate.max_failure_rate: must be within 0-1"),
     ],
 )
 def test_bad_key_or_type_names_the_key(tmp_path, patch, message):
@@ -81,3 +85,11 @@ def test_every_setting_in_params_yaml_is_commented():
         if re.match(r"^\s*[A-Za-z_]\w*:\s*\S", line) and "#" not in line.split(":", 1)[1]
     ]
     assert uncommented == []
+
+
+def test_a_partly_given_section_keeps_its_own_defaults(tmp_path):
+    """judge.generation has judge defaults (384 tokens, batch 16): setting only the backend keeps them."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["judge"]["generation"] = {"backend": "openai"}
+    gen = load_params(write_params(tmp_path, params)).judge.generation
+    assert (gen.backend, gen.max_new_tokens, gen.batch_size) == ("openai", 384, 16)

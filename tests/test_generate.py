@@ -155,18 +155,23 @@ def test_openai_backend_against_a_real_server_matches_transformers(tiny_model, t
     assert remote["model"][0] == str(tiny_model)
 
 
-def test_openai_failures_are_recorded_then_bounded(tmp_path):
+def test_openai_failures_are_recorded_bounded_and_retried_on_rerun(tmp_path, tiny_model):
     dead = OpenAIConfig(base_url="http://127.0.0.1:9/v1", model="m", max_retries=0, timeout_s=2)
     cfg = GenerationConfig(backend="openai", max_new_tokens=4, max_failure_rate=0.5, openai=dead)
-    with pytest.raises(
-        DatakitError, match=r"5/5 rows failed \(max_failure_rate 0.5\); first: id e0: APIConnectionError"
-    ):
+    with pytest.raises(DatakitError, match=r"5/5 \(100.0% > limit 0.5\); first: id e0: APIConnectionError"):
         generate_frame(
             examples(5), make_backend(cfg, ""), cfg, iteration=1, work_dir=tmp_path, progress=False
         )
-    # The failed rows were still written as shards (recorded, not lost).
+    # The failed rows were still written as a shard (recorded, not lost)...
     shard = read_table(tmp_path / "shard-00000.parquet", GENERATIONS)
     assert shard["finish_reason"].to_list() == ["error"] * 5 and shard["error"].null_count() == 0
+    # ...and the next run does not read them back: the shard is generated again (here by a working backend).
+    ok = GenerationConfig(max_new_tokens=4)
+    out, stats = generate_frame(
+        examples(5), make_backend(ok, str(tiny_model)), ok, iteration=1, work_dir=tmp_path, progress=False
+    )
+    assert (stats.resumed, stats.computed) == (0, 1)
+    assert out["finish_reason"].is_in(["stop", "length"]).all()
 
 
 def test_openai_key_comes_from_the_named_env_var(monkeypatch):

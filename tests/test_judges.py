@@ -1,5 +1,6 @@
 import polars as pl
 import pytest
+from conftest import JUDGE_RUBRIC
 
 from datakit.backends import make_backend
 from datakit.config import GenerationConfig
@@ -31,6 +32,12 @@ ANSWERS = [
     ("#### 15\nAnswer: 15 cookies. (Some models repeat it: 99 is a typo)", "15"),
     ("The answer is 5 but wait, #### 6", "6"),
     ("3/4 of the cake", "0.75"),
+    ("Pages 10-12 are missing, so 3 pages.", "3"),
+    ("- 3 boxes\n- 12 apples", "12"),
+    ("To answer 3 questions takes 5 minutes each, so 15 minutes total.", "15"),
+    ("The answer is -4.", "-4"),
+    ("#### " + "1" * 40, "1" * 40),
+    ("version v2.5 scored 7", "7"),
     ("I am not sure.", None),
     ("", None),
 ]
@@ -90,11 +97,20 @@ def test_prompt_always_carries_the_reference_and_rubric():
 
 
 def frames(responses, references):
-    ids = [f"r{i}" for i in range(len(responses))]
-    ex = pl.DataFrame(
-        {"id": ids, "instruction": ["q"] * len(ids), "input": [""] * len(ids), "output": references}
+    """Literal examples and generations tables (M_t = 'm', iteration 1)."""
+    n = len(responses)
+    ids = [f"r{i}" for i in range(n)]
+    ex = pl.DataFrame({"id": ids, "instruction": ["q"] * n, "input": [""] * n, "output": references})
+    gen = pl.DataFrame(
+        {
+            "id": ids,
+            "output": responses,
+            "finish_reason": ["stop"] * n,
+            "error": pl.Series([None] * n, dtype=pl.Utf8),
+            "model": ["m"] * n,
+            "iteration": [1] * n,
+        }
     )
-    gen = pl.DataFrame({"id": ids, "output": responses})
     return ex, gen
 
 
@@ -107,11 +123,28 @@ def test_judge_math_scores_5_or_1_and_keeps_the_extracted_value():
     assert out["error"].null_count() == 4
 
 
-def test_judge_math_reference_without_number_names_the_row():
-    ex, gen = frames(["#### 1", "#### 2"], ["#### 1", "no number here"])
+def test_judge_math_reference_without_number_names_the_source_row():
+    ex, gen = frames(["#### 1", "#### 2", "#### 3"], ["#### 1", "no number here", "#### 3"])
     with pytest.raises(DataError) as err:
-        judge_math(ex, gen, "train.jsonl")
+        judge_math(ex, gen.reverse(), "train.jsonl")  # generations in another order than the examples
     assert (err.value.row, err.value.field) == (2, "output") and "train.jsonl" in str(err.value)
+
+
+def test_judgments_keep_the_examples_order():
+    ex, gen = frames(["#### 1", "#### 9", "#### 3"], ["#### 1", "#### 2", "#### 3"])
+    out = judge_math(ex, gen.reverse())
+    assert out["id"].to_list() == ["r0", "r1", "r2"] and out["score"].to_list() == [5, 1, 5]
+    assert out["model"].to_list() == ["m"] * 3 and out["iteration"].to_list() == [1] * 3
+
+
+def test_failed_generations_are_unscored_not_bad():
+    ex, gen = frames(["#### 1", ""], ["#### 1", "#### 2"])
+    gen = gen.with_columns(
+        finish_reason=pl.Series(["stop", "error"]), error=pl.Series([None, "APIConnectionError: down"])
+    )
+    out = judge_math(ex, gen)
+    assert out["score"].to_list() == [5, None]
+    assert out["error"].to_list() == [None, "generation failed: APIConnectionError: down"]
 
 
 def test_judge_llm_on_a_real_model_keeps_raw_output_and_nulls_unparsable(tiny_model):
@@ -165,7 +198,8 @@ def test_self_judge_stage_records_unscored_rows_and_enforces_the_bound(project, 
 
     p = _prepared_project(project, kind="self", retries=1, max_failure_rate=0.1)
     with pytest.raises(
-        DatakitError, match=r"12/12 answers could not be scored \(100.0% > judge.max_failure_rate 0.1\)"
+        DatakitError,
+        match=r"answers could not be scored \(judge.max_failure_rate\): 12/12 \(100.0% > limit 0.1\)",
     ):
         judge.run(p, "iter_1", progress=False)
     assert not (project / "data/iter_1/judge/judgments.parquet").exists()
@@ -200,3 +234,48 @@ def test_llm_judge_served_over_the_openai_backend(project, tiny_model):
     assert out.height == 12 and out["judge"][0] == f"llm:{model_name}"
     assert out["raw"].str.len_chars().min() > 0  # the server's answers were kept for audit
     assert (out["error"] == "no [RESULT] marker").sum() + out["score"].is_not_null().sum() == 12
+
+
+def test_judge_llm_scores_with_a_model_that_answers_the_format(judge_model):
+    backend = make_backend(GenerationConfig(max_new_tokens=12, batch_size=4), str(judge_model))
+    calls = []
+    original = backend.generate
+
+    def counting(convs, advance=None, **overrides):
+        calls.append(len(convs))
+        return original(convs, advance, **overrides)
+
+    backend.generate = counting
+    ex, gen = frames(["Tom has 36 apples. #### 36", "#### 7", "no idea"], ["#### 36", "#### 8", "#### 2"])
+    out = judge_llm(ex, gen, backend, label="llm:judge", retries=2, rubric=JUDGE_RUBRIC)
+    assert out["score"].to_list() == [4, 4, 4] and out["error"].null_count() == 3
+    assert out["raw"].to_list() == ["[RESULT] 4"] * 3 and out["feedback"].to_list() == [""] * 3
+    assert calls == [3]  # parsed on the first pass: no re-asks
+
+
+def test_llm_judge_stage_then_select(project, judge_model):
+    import json
+
+    from datakit.config import load_params
+    from stages import select
+
+    _prepared_project(
+        project, kind="llm", model=str(judge_model), rubric=JUDGE_RUBRIC, generation={"max_new_tokens": 12}
+    )
+    from stages import judge
+
+    p = load_params("params.yaml")
+    judgments = judge.run(p, "iter_1", progress=False)
+    # The trained judge answers "[RESULT] 4"; a 2-layer model may still lose the format on an odd prompt
+    # (within judge.max_failure_rate 0.1): such a row must be null with its error and raw output kept.
+    scored = judgments.filter(pl.col("score").is_not_null())
+    assert (
+        set(scored["score"]) == {4} and scored.height >= 11 and judgments["judge"][0] == f"llm:{judge_model}"
+    )
+    unscored = judgments.filter(pl.col("score").is_null())
+    assert unscored["error"].null_count() == 0 and unscored["raw"].is_not_null().all()
+    metrics = json.loads((project / "data/iter_1/judge/metrics.json").read_text())
+    assert metrics["mean_score"] == 4.0 and metrics["score_counts"]["4"] == scored.height
+    assert metrics["unscored"] == unscored.height
+    assert select.run(p, "iter_1").height == 0  # 4 is not below 4, and unscored rows are never bad cases
+    assert json.loads((project / "data/iter_1/select/metrics.json").read_text())["bad_case_rate"] == 0.0

@@ -115,3 +115,19 @@ def test_hub_name_offline_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match=r"openai/gsm8k: cannot load as a Hugging Face dataset"):
         load_examples(DatasetSource(path="openai/gsm8k", name="main"), "train")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("d.parquet", b"this is not parquet", "cannot be read as parquet"),
+        ("d.jsonl", b'{"instruction": "\xff\xfe", "output": "x"}\n', "cannot be read as jsonl"),
+        ("d.csv", b"instruction,output\na,b\nc,d,e,f\n", "cannot be read as csv"),
+    ],
+)
+def test_unreadable_files_are_one_clear_error(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=reason) as err:
+        load_examples(DatasetSource(path=str(path)), "train")
+    assert str(path) in str(err.value)

@@ -130,4 +130,4 @@ def test_judge_refuses_generations_that_miss_rows(project):
     gens.write_parquet(project / "data/iter_1/generate/generations.parquet")
     result = runner.invoke(app, ["judge", "--iteration", "iter_1"])
     assert result.exit_code == 1
-    assert "generations.parquet: has no generation for 7 domain rows" in result.output
+    assert "generations.parquet: has no generation for 7 rows" in result.output

@@ -68,6 +68,8 @@ def test_all_null_column_is_cast_not_rejected(tmp_path):
             "error": ["no [RESULT]"],
             "extracted": [None],
             "raw": ["..."],
+            "model": ["m"],
+            "iteration": [1],
         }
     )
     back = read_table(write_table(df, tmp_path / "j.parquet", JUDGMENTS), JUDGMENTS)

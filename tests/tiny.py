@@ -74,3 +74,41 @@ def build_tiny_model(path: str | Path, seed: int = 0, vocab_size: int = 384) -> 
     model.generation_config.pad_token_id = fast.pad_token_id
     model.save_pretrained(path)
     return path
+
+
+def train_to_answer(path: str | Path, prompts: list[str], answer: str, steps: int = 60) -> Path:
+    """Teach the tiny model at ``path`` to reply ``answer`` to any chat prompt like ``prompts``; save it.
+
+    A few dozen Adam steps on one padded batch are enough for a 2-layer model to learn the reply (about
+    8 s on a CPU), which gives tests a real model that writes a parsable judge answer.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    reply = tok(answer + tok.eos_token, add_special_tokens=False)["input_ids"]
+    heads = [
+        tok(
+            tok.apply_chat_template(
+                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+            ),
+            add_special_tokens=False,
+        )["input_ids"]
+        for p in prompts
+    ]
+    width = max(len(h) for h in heads) + len(reply)
+    ids = torch.full((len(heads), width), tok.pad_token_id)
+    labels = torch.full((len(heads), width), -100)
+    mask = torch.zeros((len(heads), width), dtype=torch.long)
+    for i, head in enumerate(heads):
+        n = len(head) + len(reply)
+        ids[i, :n] = torch.tensor(head + reply)
+        labels[i, len(head) : n] = torch.tensor(reply)
+        mask[i, :n] = 1
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    for _ in range(steps):
+        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.save_pretrained(path)
+    return Path(path)
