@@ -9,7 +9,8 @@
   (sampled) at most ``retries`` times. A score is never guessed.
 - ``self``: the ``llm`` judge served by the policy model M_t itself (the APT paper's weaker ablation).
 
-Input: examples (for instruction and reference) joined with generations. Output: judgments.
+Input: an ``answered`` frame (``datakit.generate.answered``: examples joined with generations).
+Output: judgments.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import polars as pl
 
 from datakit.backends import Backend
 from datakit.errors import DataError
-from datakit.generate import answered, conversation, user_message
+from datakit.generate import conversation, user_message
 from datakit.schemas import JUDGMENTS
 
 # ---------------------------------------------------------------------------------------------------
@@ -87,12 +88,12 @@ def _generation_failed(r: dict) -> str | None:
     return f"generation failed: {r['gen_error']}" if r["finish_reason"] == "error" else None
 
 
-def judge_math(examples: pl.DataFrame, generations: pl.DataFrame, where: str = "examples") -> pl.DataFrame:
+def judge_math(df: pl.DataFrame, where: str = "examples") -> pl.DataFrame:
     """Exact final-answer judge: 5 when the response's final number equals the reference's, else 1.
 
-    A row whose generation failed gets a null score and the generation's error (it is not a bad case).
+    ``df`` is an ``answered`` frame (examples with M_t's answers). A row whose generation failed gets a
+    null score and the generation's error (it is not a bad case).
     """
-    df = answered(examples, generations)
     scores, feedback, errors, extracted = [], [], [], []
     for r in df.iter_rows(named=True):
         ref = reference_answer(r["output"])
@@ -200,8 +201,7 @@ def parse_result(text: str) -> tuple[int | None, str, str | None]:
 
 
 def judge_llm(
-    examples: pl.DataFrame,
-    generations: pl.DataFrame,
+    df: pl.DataFrame,
     backend: Backend,
     *,
     label: str,
@@ -213,16 +213,16 @@ def judge_llm(
 ) -> pl.DataFrame:
     """Grade every response with ``backend``; unparsable answers are re-asked (sampled) up to ``retries`` times.
 
-    Rows whose generation failed are not sent to the judge: null score, the generation's error.
+    ``df`` is an ``answered`` frame. Rows whose generation failed are not sent to the judge: null score,
+    the generation's error.
     """
-    df = answered(examples, generations)
     rows = list(df.iter_rows(named=True))
     parsed: list[tuple[int | None, str, str | None]] = [(None, "", _generation_failed(r)) for r in rows]
     raw: list[str] = [""] * len(rows)
     prompts = {
         i: judge_prompt(user_message(r["instruction"], r["input"]), r["response"] or "", r["output"], rubric)
         for i, r in enumerate(rows)
-        if r["finish_reason"] != "error"
+        if _generation_failed(r) is None
     }
     if advance is not None and len(prompts) < len(rows):
         advance(len(rows) - len(prompts), 0)

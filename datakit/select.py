@@ -14,7 +14,6 @@ from pathlib import Path
 import polars as pl
 
 from datakit.errors import DataError
-from datakit.generate import answered
 from datakit.schemas import BAD_CASES
 
 _OPS = {
@@ -44,19 +43,14 @@ def threshold_expr(text: str) -> pl.Expr:
 
 
 def select_bad_cases(
-    examples: pl.DataFrame,
-    generations: pl.DataFrame,
-    judgments: pl.DataFrame,
-    threshold: str,
-    where: str | Path = "judgments",
+    df: pl.DataFrame, judgments: pl.DataFrame, threshold: str, where: str | Path = "judgments"
 ) -> pl.DataFrame:
-    """Keep the answered examples whose score matches ``threshold``, in the examples' order.
+    """Keep the rows of ``answered`` frame ``df`` whose score matches ``threshold``, in their order.
 
     Raises:
         DataError: when the judgments do not cover the generations, or judged another model's answers
             (a stale table: rerun judge).
     """
-    df = answered(examples, generations)
     scores = judgments.select("id", "score", "feedback", judged_model="model", judged_iteration="iteration")
     df = df.join(scores, on="id", how="left", maintain_order="left")
     unjudged = df.filter(pl.col("judged_model").is_null())

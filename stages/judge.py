@@ -41,10 +41,10 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     examples = load_examples(params.data.domain_train, "train")
     gen_path = generate.output(it)
     generations = read_table(gen_path, GENERATIONS)
-    answered(examples, generations, gen_path)  # every example answered, or one clear error naming the file
+    rows = answered(examples, generations, gen_path)  # every example answered, or one error naming the file
     work, resumed = None, 0
     if cfg.kind == "math":
-        judgments = judge_math(examples, generations, params.data.domain_train.path)
+        judgments = judge_math(rows, params.data.domain_train.path)
     else:
         model = it.model_in if cfg.kind == "self" else cfg.model
         if not model and not (cfg.generation.backend == "openai" and cfg.generation.openai.model):
@@ -67,7 +67,6 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         def grade(shard: pl.DataFrame, bar: tqdm) -> pl.DataFrame:
             return judge_llm(
                 shard,
-                generations,
                 backend,
                 label=label,
                 rubric=cfg.rubric,
@@ -78,7 +77,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
             )
 
         judgments, stats = run_sharded(
-            examples, grade, work, cfg.generation.shard_size, JUDGMENTS, f"{NAME} {iteration}", progress
+            rows, grade, work, cfg.generation.shard_size, JUDGMENTS, f"{NAME} {iteration}", progress
         )
         resumed = stats.resumed
     unscored = int(judgments["score"].null_count())

@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from datakit.config import Params
+from datakit.generate import answered
 from datakit.loaders import load_examples
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import BAD_CASES, GENERATIONS, JUDGMENTS, read_table, write_table
@@ -27,8 +28,9 @@ def run(params: Params, iteration: str) -> pl.DataFrame:
     it = params.iteration(iteration)
     examples = load_examples(params.data.domain_train, "train")
     generations = read_table(generate.output(it), GENERATIONS)
+    rows = answered(examples, generations, generate.output(it))
     judgments = read_table(judge.output(it), JUDGMENTS)
-    bad = select_bad_cases(examples, generations, judgments, params.select.threshold, judge.output(it))
+    bad = select_bad_cases(rows, judgments, params.select.threshold, judge.output(it))
     out_dir = Path(it.dir) / NAME
     write_table(bad, out_dir / "bad_cases.parquet", BAD_CASES)
     scored = int(judgments["score"].is_not_null().sum())

@@ -5,6 +5,7 @@ from conftest import JUDGE_RUBRIC
 from datakit.backends import make_backend
 from datakit.config import GenerationConfig
 from datakit.errors import DataError
+from datakit.generate import answered
 from datakit.judges import (
     DEFAULT_RUBRIC,
     extract_final_number,
@@ -116,7 +117,7 @@ def frames(responses, references):
 
 def test_judge_math_scores_5_or_1_and_keeps_the_extracted_value():
     ex, gen = frames(["... #### 36", "The answer is 35.", "no idea", "#### 36.0"], ["#### 36"] * 4)
-    out = judge_math(ex, gen)
+    out = judge_math(answered(ex, gen))
     assert out["score"].to_list() == [5, 1, 1, 5]
     assert out["extracted"].to_list() == ["36", "35", None, "36"]
     assert out["feedback"][2] == "expected 36, found no number"
@@ -126,13 +127,15 @@ def test_judge_math_scores_5_or_1_and_keeps_the_extracted_value():
 def test_judge_math_reference_without_number_names_the_source_row():
     ex, gen = frames(["#### 1", "#### 2", "#### 3"], ["#### 1", "no number here", "#### 3"])
     with pytest.raises(DataError) as err:
-        judge_math(ex, gen.reverse(), "train.jsonl")  # generations in another order than the examples
+        judge_math(
+            answered(ex, gen.reverse()), "train.jsonl"
+        )  # generations in another order than the examples
     assert (err.value.row, err.value.field) == (2, "output") and "train.jsonl" in str(err.value)
 
 
 def test_judgments_keep_the_examples_order():
     ex, gen = frames(["#### 1", "#### 9", "#### 3"], ["#### 1", "#### 2", "#### 3"])
-    out = judge_math(ex, gen.reverse())
+    out = judge_math(answered(ex, gen.reverse()))
     assert out["id"].to_list() == ["r0", "r1", "r2"] and out["score"].to_list() == [5, 1, 5]
     assert out["model"].to_list() == ["m"] * 3 and out["iteration"].to_list() == [1] * 3
 
@@ -142,7 +145,7 @@ def test_failed_generations_are_unscored_not_bad():
     gen = gen.with_columns(
         finish_reason=pl.Series(["stop", "error"]), error=pl.Series([None, "APIConnectionError: down"])
     )
-    out = judge_math(ex, gen)
+    out = judge_math(answered(ex, gen))
     assert out["score"].to_list() == [5, None]
     assert out["error"].to_list() == [None, "generation failed: APIConnectionError: down"]
 
@@ -160,7 +163,7 @@ def test_judge_llm_on_a_real_model_keeps_raw_output_and_nulls_unparsable(tiny_mo
 
     backend.generate = counting
     ex, gen = frames(["a", "b", "c"], ["#### 1", "#### 2", "#### 3"])
-    out = judge_llm(ex, gen, backend, label="llm:tiny", retries=2)
+    out = judge_llm(answered(ex, gen), backend, label="llm:tiny", retries=2)
     assert out["score"].null_count() == 3
     assert out["error"].null_count() == 0 and out["raw"].str.len_chars().min() > 0
     assert [n for n, _ in calls] == [3, 3, 3]
@@ -247,7 +250,7 @@ def test_judge_llm_scores_with_a_model_that_answers_the_format(judge_model):
 
     backend.generate = counting
     ex, gen = frames(["Tom has 36 apples. #### 36", "#### 7", "no idea"], ["#### 36", "#### 8", "#### 2"])
-    out = judge_llm(ex, gen, backend, label="llm:judge", retries=2, rubric=JUDGE_RUBRIC)
+    out = judge_llm(answered(ex, gen), backend, label="llm:judge", retries=2, rubric=JUDGE_RUBRIC)
     assert out["score"].to_list() == [4, 4, 4] and out["error"].null_count() == 3
     assert out["raw"].to_list() == ["[RESULT] 4"] * 3 and out["feedback"].to_list() == [""] * 3
     assert calls == [3]  # parsed on the first pass: no re-asks

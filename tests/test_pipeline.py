@@ -108,7 +108,7 @@ def test_unknown_iteration_and_missing_input_are_clear(project):
     assert result.exit_code == 1 and "math_train.parquet: not found" in result.output
 
 
-def test_judge_refuses_generations_that_miss_rows(project):
+def test_judge_and_select_refuse_generations_that_miss_rows(project):
     runner = CliRunner()
     assert runner.invoke(app, ["synth"]).exit_code == 0
     train = pl.read_parquet(project / "data/synth/math_train.parquet")
@@ -129,5 +129,8 @@ def test_judge_refuses_generations_that_miss_rows(project):
     (project / "data/iter_1/generate").mkdir(parents=True)
     gens.write_parquet(project / "data/iter_1/generate/generations.parquet")
     result = runner.invoke(app, ["judge", "--iteration", "iter_1"])
+    assert result.exit_code == 1
+    assert "generations.parquet: has no generation for 7 rows" in result.output
+    result = runner.invoke(app, ["select", "--iteration", "iter_1"])
     assert result.exit_code == 1
     assert "generations.parquet: has no generation for 7 rows" in result.output

@@ -3,6 +3,7 @@ import pytest
 
 from datakit.config import SelectConfig, build
 from datakit.errors import ConfigError, DataError
+from datakit.generate import answered
 from datakit.schemas import BAD_CASES
 from datakit.select import parse_threshold, select_bad_cases
 
@@ -50,7 +51,7 @@ JUDGMENTS = pl.DataFrame(
     ],
 )
 def test_threshold_picks_bad_cases_and_never_unscored_rows(threshold, expected):
-    bad = select_bad_cases(EXAMPLES, GENERATIONS, JUDGMENTS.reverse(), threshold)
+    bad = select_bad_cases(answered(EXAMPLES, GENERATIONS), JUDGMENTS.reverse(), threshold)
     assert bad["id"].to_list() == expected
     assert bad.columns == BAD_CASES.columns
     assert bad["response"].to_list() == [f"ans {i}" for i in expected]
@@ -63,11 +64,11 @@ def test_threshold_picks_bad_cases_and_never_unscored_rows(threshold, expected):
 def test_judgments_of_other_answers_or_missing_rows_are_refused():
     stale = JUDGMENTS.with_columns(model=pl.Series(["m"] * 3 + ["older"] * 3))
     with pytest.raises(DataError) as err:
-        select_bad_cases(EXAMPLES, GENERATIONS, stale, "<4", "judgments.parquet")
+        select_bad_cases(answered(EXAMPLES, GENERATIONS), stale, "<4", "judgments.parquet")
     assert err.value.row == 4
     assert "judged answers of older (iteration 2), but the generations are from m" in str(err.value)
     with pytest.raises(DataError, match=r"judgments.parquet: has no judgment for 2 rows \(first id 'e'\)"):
-        select_bad_cases(EXAMPLES, GENERATIONS, JUDGMENTS.head(4), "<4", "judgments.parquet")
+        select_bad_cases(answered(EXAMPLES, GENERATIONS), JUDGMENTS.head(4), "<4", "judgments.parquet")
 
 
 @pytest.mark.parametrize("text", ["4", "<6", "less than 4", "<0", ""])
