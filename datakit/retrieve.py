@@ -171,14 +171,17 @@ def retrieve(
     if not hits:
         return SIMILAR_CASES.empty()
     allhits = pl.concat(hits)
-    best = allhits.sort(["similarity", "qi"], descending=[True, False]).unique("id", keep="first", maintain_order=True)
+    best = allhits.sort(["similarity", "qi"], descending=[True, False]).unique(
+        "id", keep="first", maintain_order=True
+    )
     groups = allhits.group_by("id").agg(pl.col("qi").unique())
     best = best.join(groups.rename({"qi": "qis"}), on="id", how="left", maintain_order="left")
     ids = np.asarray(bad_ids)
     sources, counts = [], []
-    for vec, qis in zip(best["vector"].to_list(), best["qis"].to_list(), strict=True):
-        pos = np.unique(np.concatenate([members[q] for q in qis]))
-        sims = bad_vecs[pos] @ np.asarray(vec, dtype=np.float32)
+    found_vecs = np.asarray(best["vector"].to_numpy(), dtype=np.float32)
+    for vec, qis in zip(found_vecs, best["qis"].to_list(), strict=True):
+        pos = members[qis[0]] if len(qis) == 1 else np.unique(np.concatenate([members[q] for q in qis]))
+        sims = bad_vecs[pos] @ vec
         order = pos[np.argsort(-sims, kind="stable")][: cfg.max_sources]
         sources.append(ids[order].tolist())
         counts.append(len(pos))

@@ -33,7 +33,7 @@ from datakit.backends import Backend
 from datakit.cache import PartCache, text_hash
 from datakit.config import TagConfig
 from datakit.embed import Embedder
-from datakit.errors import DataError
+from datakit.errors import ConfigError, DataError
 from datakit.generate import conversation
 from datakit.schemas import Table
 from datakit.shards import model_fingerprint, work_key
@@ -117,7 +117,12 @@ def load_taxonomy(path: str | Path = "") -> Taxonomy:
             raise DataError(path, "expected a mapping with name and description", row=row)
         unknown = set(entry) - {"name", "description", "examples", "aliases"}
         if unknown:
-            raise DataError(path, f"unknown key (known: name, description, examples, aliases)", row=row, field=sorted(unknown)[0])
+            raise DataError(
+                path,
+                "unknown key (known: name, description, examples, aliases)",
+                row=row,
+                field=sorted(unknown)[0],
+            )
         for name in ("name", "description"):
             if not isinstance(entry.get(name), str) or not entry[name].strip():
                 raise DataError(path, "missing or empty", row=row, field=name)
@@ -144,7 +149,7 @@ def _singular(word: str) -> str:
         return word[:-3] + "y"
     if len(word) > 4 and word.endswith(("sses", "xes", "ches", "shes")):
         return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is", "ics", "news")):
         return word[:-1]
     return word
 
@@ -188,19 +193,18 @@ class EmbeddingTagger:
         self.taxonomy, self.embedder = taxonomy, embedder
         self.top_k, self.min_similarity = top_k, min_similarity
         self.fingerprint = "embedding-" + work_key(embedder.fingerprint, taxonomy.text, top_k, min_similarity)
-        self._prototypes: np.ndarray | None = None
+        self.prototypes = self._prototypes()
 
-    @property
-    def prototypes(self) -> np.ndarray:
+    def _prototypes(self) -> np.ndarray:
         """(n_tags, dim): the normalised mean of each tag's description and example embeddings."""
-        if self._prototypes is None:
-            rows = []
-            for tag in self.taxonomy.tags:
-                vecs = self.embedder.embed([f"{tag.name}: {tag.description}", *tag.examples], desc="taxonomy")
-                mean = vecs.mean(axis=0)
-                rows.append(mean / np.linalg.norm(mean))
-            self._prototypes = np.asarray(rows, dtype=np.float32)
-        return self._prototypes
+        strings = [[f"{t.name}: {t.description}", *t.examples] for t in self.taxonomy.tags]
+        vecs = self.embedder.embed([s for group in strings for s in group], desc="taxonomy")
+        rows, start = [], 0
+        for group in strings:
+            mean = vecs[start : start + len(group)].mean(axis=0)
+            rows.append(mean / np.linalg.norm(mean))
+            start += len(group)
+        return np.asarray(rows, dtype=np.float32)
 
     def scores(self, vectors: np.ndarray) -> np.ndarray:
         return vectors @ self.prototypes.T
@@ -258,8 +262,15 @@ class LlmTagger:
     """InsTag-style tagging with any generation backend; unparsable answers are re-asked, then null."""
 
     def __init__(
-        self, taxonomy: Taxonomy, backend: Backend, model_key: object, params_hash: str, *, retries: int = 2,
-        seed: int = 0, system_prompt: str = "",
+        self,
+        taxonomy: Taxonomy,
+        backend: Backend,
+        model_key: object,
+        params_hash: str,
+        *,
+        retries: int = 2,
+        seed: int = 0,
+        system_prompt: str = "",
     ):
         self.taxonomy, self.backend = taxonomy, backend
         self.retries, self.seed, self.system_prompt = retries, seed, system_prompt
@@ -291,16 +302,17 @@ class LlmTagger:
         return results
 
 
-def make_tagger(cfg: TagConfig, embedder: Embedder, backend_factory: Callable[[], Backend] | None = None) -> Tagger:
+def make_tagger(
+    cfg: TagConfig, embedder: Embedder, backend_factory: Callable[[], Backend] | None = None
+) -> Tagger:
     """The tagger ``tag.tagger`` names. The llm tagger's backend is built only when it is the one asked for."""
-    taxonomy = load_taxonomy(cfg.taxonomy)
     if cfg.tagger == "embedding":
-        return EmbeddingTagger(taxonomy, embedder, cfg.top_k, cfg.min_similarity)
+        return EmbeddingTagger(load_taxonomy(cfg.taxonomy), embedder, cfg.top_k, cfg.min_similarity)
     from datakit.backends import make_backend
-    from datakit.errors import ConfigError
 
     if not cfg.model and not (cfg.generation.backend == "openai" and cfg.generation.openai.model):
         raise ConfigError("tag.model: set the tagging model for tagger 'llm'")
+    taxonomy = load_taxonomy(cfg.taxonomy)
     backend = backend_factory() if backend_factory else make_backend(cfg.generation, cfg.model)
     return LlmTagger(
         taxonomy,
@@ -362,7 +374,11 @@ def tag_frame(
             chunk = items[start : start + chunk_size]
             results = tagger.tag([t for _, t in chunk])
             good = {k: tags for (k, _), (tags, _err) in zip(chunk, results, strict=True) if tags is not None}
-            errors.update((k, err or "no tags") for (k, _), (tags, err) in zip(chunk, results, strict=True) if tags is None)
+            errors.update(
+                (k, err or "no tags")
+                for (k, _), (tags, err) in zip(chunk, results, strict=True)
+                if tags is None
+            )
             if cache is not None and good:
                 cache.put(pl.DataFrame({"key": list(good), "tags": list(good.values())}, schema=cache.schema))
             known.update(good)

@@ -43,7 +43,10 @@ def pool_with_tags(params: Params) -> pl.DataFrame:
     tags = read_table(tags_path, TAGS)
     pool = pool.with_columns(text_hash=pl.Series([text_hash(t) for t in tag.texts(pool)], dtype=pl.Utf8))
     joined = pool.join(
-        tags.select("id", pl.col("text_hash").alias("tagged_hash"), "tags"), on="id", how="left", maintain_order="left"
+        tags.select("id", pl.col("text_hash").alias("tagged_hash"), "tags"),
+        on="id",
+        how="left",
+        maintain_order="left",
     )
     missing = joined.filter(pl.col("tagged_hash").is_null())
     stale = joined.filter(pl.col("tagged_hash") != pl.col("text_hash"))
@@ -63,7 +66,9 @@ def run(params: Params, progress: bool = True) -> dict:
     embedded_pool, reused_pool = embedder.encoded, embedder.reused
     test_vecs = embedder.embed(test_texts, desc="embed domain test")
     sims = guard_similarity(vectors, pool_texts, test_vecs, test_texts)
-    info = build_index(output(params), pool.with_columns(test_similarity=pl.Series(sims)), vectors, params.index)
+    info = build_index(
+        output(params), pool.with_columns(test_similarity=pl.Series(sims)), vectors, params.index
+    )
     metrics = {
         "rows": info.rows,
         "dim": info.dim,

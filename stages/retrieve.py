@@ -84,7 +84,9 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     write_table(similar, output(it), SIMILAR_CASES)
     dist = tag_distribution(tags, similar)
     write_text_atomic(dist.write_csv(), out_dir / "tag_distribution.csv")
-    plot_tags(dist, out_dir / "tag_distribution.png", f"{iteration}: tags of bad vs similar cases ({cfg.strategy})")
+    plot_tags(
+        dist, out_dir / "tag_distribution.png", f"{iteration}: tags of bad vs similar cases ({cfg.strategy})"
+    )
     metrics = diagnostics(tags, similar, guard_count(table, cfg.guard_threshold))
     metrics.update(
         strategy=cfg.strategy,

@@ -86,9 +86,14 @@ def run(params: Params, progress: bool = True) -> pl.DataFrame:
     pool = load_examples(params.data.pool, "pool")
     embedder = Embedder(params.embed, params.paths.cache, progress)
     tagger = make_tagger(params.tag, embedder)
+    before = embedder.encoded  # the taxonomy's own texts are not pool rows
     tags, stats = tag_rows(params, pool, tagger, progress, NAME)
     write_table(tags, output(params), TAGS)
-    write_json(tag_metrics(tags, stats), output(params).parent / "metrics.json")
+    metrics = tag_metrics(tags, stats)
+    metrics["embedded_now"] = (
+        embedder.encoded - before
+    )  # pool texts run through the embedder (embedding tagger)
+    write_json(metrics, output(params).parent / "metrics.json")
     summary_line(
         NAME,
         rows_in=pool.height,

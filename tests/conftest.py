@@ -69,3 +69,16 @@ def project(tmp_path, tiny_model, monkeypatch) -> Path:
     write_params(tmp_path, tiny_params(tmp_path, tiny_model))
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+TAGGER_ANSWER = '["word  problems", {"tag": "Math"}]'
+
+
+@pytest.fixture(scope="session")
+def tagger_model(tmp_path_factory) -> Path:
+    """A tiny model trained to answer InsTag prompts with TAGGER_ANSWER (a JSON list of two tags)."""
+    from datakit.tags import INSTAG_PROMPT
+
+    queries = ["Tom has 3 boxes.", "Reverse 'hello'.", "Convert 5 km to m.", "What is 2 + 2?"]
+    path = build_tiny_model(tmp_path_factory.mktemp("models") / "tagger", seed=2)
+    return train_to_answer(path, [INSTAG_PROMPT.format(query=q) for q in queries], TAGGER_ANSWER)

@@ -14,6 +14,7 @@ from conftest import write_params
 from typer.testing import CliRunner
 
 from datakit.cli import app
+from datakit.retrieve import SIMILAR_CASES
 from datakit.schemas import BAD_CASES, EXAMPLES, GENERATIONS, JUDGMENTS, read_table
 
 BIN = Path(sys.executable).parent
@@ -39,7 +40,7 @@ def init_repo(root: Path) -> None:
 def test_dvc_repro_runs_every_stage_then_nothing(project):
     init_repo(project)
     out = sh(str(BIN / "dvc"), "repro", cwd=project)
-    for stage in ("synth", "base_model", "generate@iter_1", "judge@iter_1", "select@iter_1"):
+    for stage in STAGES:
         assert f"Running stage '{stage}'" in out
 
     train = read_table(project / "data/synth/math_train.parquet", EXAMPLES)
@@ -57,7 +58,13 @@ def test_dvc_repro_runs_every_stage_then_nothing(project):
     assert metrics["bad_case_rate"] == 1.0 and metrics["threshold"] == "<4"
     assert (project / "data/base_model/model.safetensors").exists()
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"synth", "base_model", "generate@iter_1", "judge@iter_1", "select@iter_1"}
+    assert set(lock["stages"]) == set(STAGES)
+    similar = read_table(project / "data/iter_1/retrieve/similar_cases.parquet", SIMILAR_CASES)
+    pool = read_table(project / "data/synth/pool.parquet", EXAMPLES)
+    assert similar.height > 0 and set(similar["id"]) <= set(pool["id"])
+    assert set(similar["bad_case_ids"].explode()) <= set(bad["id"])
+    shown = sh(str(BIN / "dvc"), "metrics", "show", cwd=project)
+    assert "data/iter_1/retrieve/metrics.json" in shown and "tag_overlap" in shown
 
     # Nothing changed: nothing runs.
     started = time.perf_counter()
@@ -72,8 +79,25 @@ def test_dvc_repro_runs_every_stage_then_nothing(project):
     assert "Running stage 'select@iter_1'" in third
     assert "Running stage 'generate@iter_1'" not in third and "Running stage 'judge@iter_1'" not in third
 
+    # A retrieval setting reruns retrieve alone: the tags and the index are shared, not rebuilt.
+    params["retrieve"]["strategy"] = "mean"
+    write_params(project, params)
+    fourth = sh(str(BIN / "dvc"), "repro", cwd=project)
+    assert "Running stage 'retrieve@iter_1'" in fourth
+    assert "Running stage 'tag'" not in fourth and "Running stage 'index'" not in fourth
 
-COMMANDS = ["synth", "base_model", "generate", "judge", "select", "check"]
+
+COMMANDS = ["synth", "base_model", "tag", "index", "generate", "judge", "select", "retrieve", "check"]
+STAGES = (
+    "synth",
+    "base_model",
+    "tag",
+    "index",
+    "generate@iter_1",
+    "judge@iter_1",
+    "select@iter_1",
+    "retrieve@iter_1",
+)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

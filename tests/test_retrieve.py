@@ -10,9 +10,8 @@ import pytest
 
 from datakit.config import IndexConfig, RetrieveConfig
 from datakit.index import build_index, guard_similarity, has_ann, open_index
-from datakit.retrieve import Searcher, diagnostics, guard_count, retrieve, tag_distribution
+from datakit.retrieve import SIMILAR_CASES, Searcher, diagnostics, guard_count, retrieve, tag_distribution
 from datakit.schemas import check_frame
-from datakit.retrieve import SIMILAR_CASES
 
 TAGS = ["Arithmetic", "Dates", "Spelling", "Units", "Logic"]
 
@@ -159,8 +158,13 @@ def test_mmr_matches_greedy_reference_and_diversifies(random_pool):
         cand, rel = [cand[o] for o in order], rel[order]
         picked: list[int] = []
         for _ in range(min(len(members), len(cand))):
-            red = [max((float(vecs[cand[i]] @ vecs[cand[p]]) for p in picked), default=0.0) for i in range(len(cand))]
-            score = [lam * rel[i] - (1 - lam) * red[i] if i not in picked else -np.inf for i in range(len(cand))]
+            red = [
+                max((float(vecs[cand[i]] @ vecs[cand[p]]) for p in picked), default=0.0)
+                for i in range(len(cand))
+            ]
+            score = [
+                lam * rel[i] - (1 - lam) * red[i] if i not in picked else -np.inf for i in range(len(cand))
+            ]
             picked.append(int(np.argmax(score)))
         expected.update(rows["id"][int(cand[p])] for p in picked)
     assert set(got["id"]) == expected
@@ -215,7 +219,11 @@ def test_rebuild_replaces_the_index_whole(tmp_path):
 
 def test_diagnostics_and_tag_distribution():
     similar = pl.DataFrame(
-        {"tags": [["A"], ["A", "B"], ["C"]], "similarity": [0.9, 0.8, 0.7], "query": ["tag:A", "tag:A", "tag:B"]}
+        {
+            "tags": [["A"], ["A", "B"], ["C"]],
+            "similarity": [0.9, 0.8, 0.7],
+            "query": ["tag:A", "tag:A", "tag:B"],
+        }
     )
     bad_tags = [["A"], ["A", "B"], None]
     dist = tag_distribution(bad_tags, similar)
@@ -223,5 +231,10 @@ def test_diagnostics_and_tag_distribution():
     m = diagnostics(bad_tags, similar, guarded=4)
     # Shares: bad A 2/3, B 1/3; similar A 2/4, B 1/4, C 1/4 -> overlap = min(2/3, 1/2) + min(1/3, 1/4) = 0.75
     assert m["tag_overlap"] == 0.75
-    assert (m["untagged_bad_cases"], m["similar_cases"], m["queries"], m["guard_dropped_pool_rows"]) == (1, 3, 2, 4)
+    assert (m["untagged_bad_cases"], m["similar_cases"], m["queries"], m["guard_dropped_pool_rows"]) == (
+        1,
+        3,
+        2,
+        4,
+    )
     assert m["mean_similarity"] == 0.8 and m["min_similarity"] == 0.7
