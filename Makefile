@@ -35,6 +35,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/retrieval.py
 
 clean:
 	rm -rf .datakit

@@ -19,6 +19,8 @@ from datakit.errors import DatakitError
 # Nothing is fetched from a model hub unless the user says so (HF_HUB_OFFLINE=0).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# LanceDB's Rust side logs a WARN line for routine events (creating a table); keep errors only.
+os.environ.setdefault("LANCEDB_LOG", "error")
 
 app = typer.Typer(
     help="datakit: turn a model's own mistakes into versioned training data (APT, PoFT, I-SHEEP).",

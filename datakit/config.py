@@ -208,10 +208,12 @@ class IndexConfig:
     refine_factor: int = 0  # re-rank refine_factor * k candidates with exact distances (0 = off)
 
     def __post_init__(self) -> None:
-        if self.ann_min_rows < 1 or self.nprobes < 1:
-            raise ValueError("ann_min_rows/nprobes: must be >= 1")
-        if min(self.num_partitions, self.ef, self.refine_factor) < 0:
-            raise ValueError("num_partitions/ef/refine_factor: must be >= 0")
+        for name in ("ann_min_rows", "nprobes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("num_partitions", "ef", "refine_factor"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -228,8 +230,11 @@ class RetrieveConfig:
     seed: int = 0  # k-means seed
 
     def __post_init__(self) -> None:
-        if self.scale < 1 or self.mmr_candidates < 1 or self.max_sources < 1 or self.clusters < 0:
-            raise ValueError("scale/mmr_candidates/max_sources: must be >= 1 (clusters >= 0)")
+        for name in ("scale", "mmr_candidates", "max_sources"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.clusters < 0:
+            raise ValueError(f"clusters: must be >= 0, got {self.clusters}")
         if not 0 < self.guard_threshold <= 1:
             raise ValueError(f"guard_threshold: must be within (0, 1], got {self.guard_threshold}")
         if not 0 <= self.mmr_lambda <= 1:

@@ -31,6 +31,16 @@ def test_repo_params_load():
         ({"judge": {"retries": -1}}, "judge.retries: must be >= 0"),
         ({"generate": {"batch_size": 0}}, "generate.batch_size: must be >= 1"),
         ({"generate": {"max_failure_rate": 1.5}}, "generate.max_failure_rate: must be within 0-1"),
+        ({"tag": {"tagger": "instag"}}, "tag.tagger: expected one of ['embedding', 'llm']"),
+        ({"tag": {"top_k": 0}}, "tag.top_k: must be >= 1"),
+        ({"tag": {"generation": {"batch_size": 0}}}, "tag.generation.batch_size: must be >= 1"),
+        ({"embed": {"chunk_size": 0}}, "embed.chunk_size: must be >= 1"),
+        ({"index": {"index_type": "FLAT"}}, "index.index_type: expected one of"),
+        ({"retrieve": {"strategy": "knn"}}, "retrieve.strategy: expected one of ['tag', 'mean', 'cluster', 'mmr']"),
+        ({"retrieve": {"guard_threshold": 0}}, "retrieve.guard_threshold: must be within (0, 1]"),
+        ({"index": {"nprobes": 0}}, "index.nprobes: must be >= 1, got 0"),
+        ({"retrieve": {"mmr_lambda": 2}}, "retrieve.mmr_lambda: must be within 0-1"),
+        ({"retrieve": {"scale": 0}}, "retrieve.scale: must be >= 1, got 0"),
     ],
 )
 def test_bad_key_or_type_names_the_key(tmp_path, patch, message):
