@@ -204,8 +204,8 @@ class IndexConfig:
     index_type: AnnType = "IVF_HNSW_SQ"  # LanceDB vector index type (cosine metric)
     num_partitions: int = 0  # IVF partitions; 0 = LanceDB's default for the table size
     nprobes: int = 32  # IVF partitions searched per query (recall vs speed)
-    ef: int = 0  # HNSW search breadth; 0 = max(k, 64) per query
-    refine_factor: int = 0  # re-rank refine_factor * k candidates with exact distances (0 = off)
+    ef: int = 0  # HNSW search breadth; 0 = 64 (raised to refine_factor * k when that is larger)
+    refine_factor: int = 2  # re-rank refine_factor * k candidates with exact distances (0 = off)
 
     def __post_init__(self) -> None:
         for name in ("ann_min_rows", "nprobes"):

@@ -55,13 +55,16 @@ class Embedder:
         cfg: the ``embed`` settings.
         cache_root: ``paths.cache``; None = no cache (every call encodes).
         progress: show a progress bar while encoding.
+        model: an already loaded SentenceTransformer for ``cfg.model`` (else loaded on first use).
 
     Attributes:
         encoded: texts this embedder ran through the model (cache misses), over its lifetime.
         reused: texts served from the cache.
     """
 
-    def __init__(self, cfg: EmbedConfig, cache_root: str | Path | None = None, progress: bool = True):
+    def __init__(
+        self, cfg: EmbedConfig, cache_root: str | Path | None = None, progress: bool = True, model=None
+    ):
         self.cfg = cfg
         self.path = resolve_embedder(cfg.model)
         self.fingerprint = work_key("embed", _fingerprint(self.path))
@@ -71,7 +74,7 @@ class Embedder:
         self.progress = progress
         self.encoded = 0
         self.reused = 0
-        self._model = None
+        self._model = model
 
     def _schema_stub(self) -> dict:
         # The vector width is only known once the model loads; parts are read with a list dtype.
@@ -124,7 +127,8 @@ class Embedder:
             if key not in where:
                 missing.setdefault(key, text)
         self.reused += len(keys) - sum(1 for k in keys if k in missing)
-        todo = list(missing.items())
+        # Longest first, so each chunk batches texts of similar length (as one big encode() call would).
+        todo = sorted(missing.items(), key=lambda kv: -len(kv[1]))
         with tqdm(total=len(todo), desc=desc, unit="text", disable=not self.progress or not todo) as bar:
             for start in range(0, len(todo), self.cfg.chunk_size):
                 chunk = todo[start : start + self.cfg.chunk_size]

@@ -91,7 +91,8 @@ class Searcher:
         else:
             q = q.nprobes(self.cfg.nprobes)
             if "HNSW" in self.cfg.index_type:
-                q = q.ef(self.cfg.ef or max(k, 64))
+                # HNSW must look at least as wide as the candidates it hands to the refine step.
+                q = q.ef(max(self.cfg.ef or 64, k * max(self.cfg.refine_factor, 1)))
             if self.cfg.refine_factor:
                 q = q.refine_factor(self.cfg.refine_factor)
         df = q.select([*_POOL_COLUMNS, "_distance"]).to_polars()
