@@ -10,14 +10,13 @@ the source of truth, so deleting them only costs time.
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
 
-from datakit.schemas import atomic_path
+from datakit.schemas import write_parquet_atomic
 
 
 def text_hash(text: str) -> str:
@@ -72,21 +71,11 @@ class PartCache:
         rows = rows.join(self.frame().select("key"), on="key", how="anti")
         if rows.is_empty():
             return
-        self._write(rows, self.root / f"part-{uuid.uuid4().hex}.parquet")
+        write_parquet_atomic(rows, self.root / f"part-{uuid.uuid4().hex}.parquet")
         self._frame = pl.concat([self.frame(), rows])
-
-    def _write(self, rows: pl.DataFrame, path: Path) -> None:
-        fd, tmp = atomic_path(path)
-        os.close(fd)
-        try:
-            rows.write_parquet(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     def _compact(self, parts: list[Path]) -> None:
         # The merged part lands before the old ones go, so a crash in between only leaves duplicates.
-        self._write(self.frame(), self.root / f"part-{uuid.uuid4().hex}.parquet")
+        write_parquet_atomic(self.frame(), self.root / f"part-{uuid.uuid4().hex}.parquet")
         for part in parts:
             part.unlink(missing_ok=True)

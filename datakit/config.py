@@ -170,14 +170,14 @@ class TagConfig:
     tagger: Literal["embedding", "llm"] = (
         "embedding"  # embedding = zero-shot against the taxonomy; llm = InsTag prompt
     )
-    taxonomy: str = ""  # taxonomy YAML (tags, descriptions, aliases); '' = datakit/resources/taxonomy.yaml
+    taxonomy: str = ""  # taxonomy YAML (tags, descriptions, aliases); '' = the one inside the datakit package
     top_k: int = 3  # embedding tagger: most tags per text
     min_similarity: float = (
         0.3  # embedding tagger: least cosine to a tag prototype (the best tag is always kept)
     )
     model: str = ""  # llm tagger: local path / hub id (transformers, vllm) or served name (openai)
     generation: GenerationConfig = field(
-        default_factory=lambda: GenerationConfig(max_new_tokens=128, batch_size=16)
+        default_factory=lambda: GenerationConfig(max_new_tokens=256, batch_size=16)
     )  # the llm tagger's own generation settings, any backend
     retries: int = 2  # llm tagger: sampled re-asks when an answer holds no JSON list of tags
     max_failure_rate: float = 0.1  # share of untaggable texts above which the stage fails

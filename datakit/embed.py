@@ -8,6 +8,7 @@ every finished chunk.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 from datakit.cache import PartCache, text_hash
 from datakit.config import EmbedConfig
 from datakit.errors import DatakitError
-from datakit.shards import model_fingerprint, work_key
+from datakit.shards import work_key
 
 MINILM = "minilm"
 
@@ -39,13 +40,20 @@ def resolve_embedder(model: str) -> str:
 
 
 def _fingerprint(path: str) -> list:
-    """The model folder's files (names, sizes) and its modules' folders (pooling, normalisation)."""
+    """A local model folder by the content of every file in it (weights, configs, pooling and
+    normalisation modules): a fine-tuned checkpoint or an edited config is another embedder. A hub id by
+    its name. Hashing MiniLM's 90 MB takes about 0.2 s."""
     root = Path(path)
     if not root.is_dir():
         return [path]
-    return [p[:2] for p in model_fingerprint(path)[1:]] + sorted(
-        (d.name, [f.name for f in d.iterdir()]) for d in root.iterdir() if d.is_dir()
-    )
+    out = []
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with file.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        out.append((file.relative_to(root).as_posix(), digest.hexdigest()[:16]))
+    return out
 
 
 class Embedder:

@@ -28,6 +28,7 @@ from datakit.config import IndexConfig
 from datakit.errors import DataError
 
 TABLE = "pool"
+META = "meta"
 
 
 def pool_row_model(dim: int) -> type[LanceModel]:
@@ -48,7 +49,9 @@ def pool_row_model(dim: int) -> type[LanceModel]:
 
 
 def _norm_text(text: str) -> str:
-    return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
+    """Equal up to case, spacing and closing punctuation ("What is 2+2?" = "what is 2 + 2"); operators
+    and inner punctuation still count ("x+1=3" != "x-1=3")."""
+    return re.sub(r"\s+", "", text.lower()).rstrip(".?!;:")
 
 
 def guard_similarity(
@@ -79,12 +82,20 @@ class IndexInfo:
     index_type: str
 
 
-def build_index(db_dir: str | Path, rows: pl.DataFrame, vectors: np.ndarray, cfg: IndexConfig) -> IndexInfo:
+def build_index(
+    db_dir: str | Path,
+    rows: pl.DataFrame,
+    vectors: np.ndarray,
+    cfg: IndexConfig,
+    meta: dict[str, str] | None = None,
+) -> IndexInfo:
     """Write the pool table to ``db_dir`` (replacing it atomically) and index it.
 
     Args:
         rows: pool examples with ``tags`` (list; null = untagged), ``text_hash`` and ``test_similarity``.
         vectors: (rows, dim) unit-length embeddings in the same order.
+        meta: what the index was built with (embedder and tagger fingerprints), kept in a ``meta`` table so
+            a search with another embedder or tagger is refused instead of silently wrong.
     """
     db_dir = Path(db_dir)
     if vectors.shape[0] != rows.height:
@@ -108,7 +119,10 @@ def build_index(db_dir: str | Path, rows: pl.DataFrame, vectors: np.ndarray, cfg
     db_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=db_dir.parent, prefix=f".{db_dir.name}."))
     try:
-        table = lancedb.connect(tmp).create_table(TABLE, data=data, schema=schema)
+        db = lancedb.connect(tmp)
+        table = db.create_table(TABLE, data=data, schema=schema)
+        info = {"dim": str(dim), **(meta or {})}
+        db.create_table(META, data=pa.table({"key": list(info), "value": list(info.values())}))
         from lancedb.index import LabelList
 
         table.create_index("tags", config=LabelList())
@@ -135,6 +149,15 @@ def open_index(db_dir: str | Path):
         return lancedb.connect(db_dir).open_table(TABLE)
     except (ValueError, FileNotFoundError, OSError) as exc:
         raise DataError(db_dir, f"no LanceDB pool index here (run `datakit index`): {exc}") from exc
+
+
+def index_meta(db_dir: str | Path) -> dict[str, str]:
+    """What the index at ``db_dir`` was built with (``dim``, ``embedder``, ``tagger``)."""
+    try:
+        table = lancedb.connect(Path(db_dir)).open_table(META)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        raise DataError(db_dir, f"no index metadata here (rebuild with `datakit index`): {exc}") from exc
+    return {r["key"]: r["value"] for r in table.to_arrow().to_pylist()}
 
 
 def has_ann(table) -> bool:

@@ -57,7 +57,7 @@ SIMILAR_CASES = Table(
     },
 )
 
-_POOL_COLUMNS = ["id", "instruction", "input", "output", "source", "tags", "vector"]
+_POOL_COLUMNS = ["id", "instruction", "input", "output", "source", "tags", "text_hash", "vector"]
 
 
 def _quote(text: str) -> str:
@@ -84,9 +84,17 @@ class Searcher:
 
     def __call__(self, query: np.ndarray, k: int, tag: str | None = None) -> pl.DataFrame:
         """The ``k`` nearest rows (pool columns + ``similarity``), best first."""
+        exact = self.exact or not has_ann(self.table)
+        df = self._search(query, k, tag, exact)
+        if not exact and df.height < k and self.table.count_rows(self.where(tag)) > df.height:
+            # A filter that keeps few rows can starve the probed ANN partitions: rank the tag's rows exactly.
+            df = self._search(query, k, tag, exact=True)
+        return df
+
+    def _search(self, query: np.ndarray, k: int, tag: str | None, exact: bool) -> pl.DataFrame:
         q = self.table.search(np.asarray(query, dtype=np.float32), vector_column_name="vector")
         q = q.distance_type("cosine").where(self.where(tag), prefilter=True).limit(k)
-        if self.exact or not has_ann(self.table):
+        if exact:
             q = q.bypass_vector_index()
         else:
             q = q.nprobes(self.cfg.nprobes)
@@ -160,21 +168,25 @@ def retrieve(
     query in order); its sources are the union of those queries' members.
     """
     hits: list[pl.DataFrame] = []
-    members: list[np.ndarray] = []
+    members: dict[int, np.ndarray] = {}
     for qi, (name, tag, qvec, group) in enumerate(queries(bad_tags, bad_vecs, cfg)):
+        if np.linalg.norm(qvec) < 1e-6:
+            continue  # members that cancel out (opposite vectors) have no direction to search along
         k = cfg.scale * len(group)
         if cfg.strategy == "mmr":
             found = _mmr(search(qvec, k * cfg.mmr_candidates, tag), k, cfg.mmr_lambda)
         else:
             found = search(qvec, k, tag)
-        members.append(group)
+        members[qi] = group
         hits.append(found.with_columns(query=pl.lit(name), query_tag=pl.lit(tag, pl.Utf8), qi=pl.lit(qi)))
     if not hits:
         return SIMILAR_CASES.empty()
     allhits = pl.concat(hits)
+    # Each pool row once, under its best query; pool rows with the same text as a better one go too.
     best = allhits.sort(["similarity", "qi"], descending=[True, False]).unique(
         "id", keep="first", maintain_order=True
     )
+    best = best.unique("text_hash", keep="first", maintain_order=True)
     groups = allhits.group_by("id").agg(pl.col("qi").unique())
     best = best.join(groups.rename({"qi": "qis"}), on="id", how="left", maintain_order="left")
     ids = np.asarray(bad_ids)

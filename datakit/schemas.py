@@ -174,9 +174,8 @@ def atomic_path(path: str | Path, suffix: str = "") -> tuple[int, str]:
     return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix + ".tmp")
 
 
-def write_table(df: pl.DataFrame, path: str | Path, table: Table) -> Path:
-    """Check ``df`` against ``table`` and write it as parquet atomically."""
-    df = check_frame(df, table, path)
+def write_parquet_atomic(df: pl.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` as parquet through a temp file and a rename (no schema check)."""
     fd, tmp = atomic_path(path)
     os.close(fd)
     try:
@@ -186,6 +185,11 @@ def write_table(df: pl.DataFrame, path: str | Path, table: Table) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return Path(path)
+
+
+def write_table(df: pl.DataFrame, path: str | Path, table: Table) -> Path:
+    """Check ``df`` against ``table`` and write it as parquet atomically."""
+    return write_parquet_atomic(check_frame(df, table, path), path)
 
 
 def read_table(path: str | Path, table: Table) -> pl.DataFrame:

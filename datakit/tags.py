@@ -144,7 +144,13 @@ def load_taxonomy(path: str | Path = "") -> Taxonomy:
 # ------------------------------------------------------------------------------------------ normalising
 
 
+def _words(raw: str) -> list[str]:
+    text = raw.lower().replace("_", " ").replace("'", "").replace("\u2019", "")
+    return re.sub(r"[^\w+#]+", " ", text).split()
+
+
 def _singular(word: str) -> str:
+    """English plural -> singular, for matching tags against the taxonomy ("categories" -> "category")."""
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) > 4 and word.endswith(("sses", "xes", "ches", "shes")):
@@ -154,16 +160,24 @@ def _singular(word: str) -> str:
     return word
 
 
+def _plain_singular(word: str) -> str:
+    """The safe subset of ``_singular`` for tags outside the taxonomy: a bare trailing 's' only."""
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is", "es", "ics", "news")):
+        return word[:-1]
+    return word
+
+
 def _tag_key(raw: str) -> str:
     """Case-, space-, punctuation- and plural-insensitive form of a tag ("Word  problems" -> "word problem")."""
-    words = re.sub(r"[^\w+#]+", " ", raw.lower().replace("_", " ")).split()
+    words = _words(raw)
     if words:
         words[-1] = _singular(words[-1])
     return " ".join(words)
 
 
 def normalise_tag(raw: str, canon: dict[str, str]) -> str | None:
-    """One free-text tag -> its canonical form: the taxonomy name it or an alias matches, else Title Case.
+    """One free-text tag -> its canonical form: the taxonomy name it or an alias matches, else Title Case
+    (with a plain trailing plural 's' dropped).
 
     Returns None for a tag with no letters or digits.
     """
@@ -172,7 +186,9 @@ def normalise_tag(raw: str, canon: dict[str, str]) -> str | None:
         return None
     if key in canon:
         return canon[key]
-    return " ".join(w if w.isupper() else w.capitalize() for w in key.split())
+    words = _words(raw)
+    words[-1] = _plain_singular(words[-1])
+    return " ".join(w if w.isupper() else w.capitalize() for w in words)
 
 
 # --------------------------------------------------------------------------------------------- taggers
@@ -182,7 +198,12 @@ class Tagger(Protocol):
     fingerprint: str  # everything that decides the tags: the cache folder's name
 
     def tag(self, texts: Sequence[str]) -> list[tuple[list[str] | None, str | None]]:
-        """(tags, error) per text, in order."""
+        """(tags, error) per text, in order: what the cache keeps."""
+        ...
+
+    def normalise(self, tags: list[str]) -> list[str]:
+        """Tags as stored (cached or fresh) -> tags as output (the LLM tagger applies the taxonomy here,
+        so editing the taxonomy's aliases does not throw its cached answers away)."""
         ...
 
 
@@ -222,6 +243,9 @@ class EmbeddingTagger:
         vectors = self.embedder.embed(list(texts), desc="embed for tags")
         return [(tags, None) for tags in self.tag_vectors(vectors)]
 
+    def normalise(self, tags: list[str]) -> list[str]:
+        return tags  # already taxonomy names
+
 
 INSTAG_PROMPT = (
     "You are a helpful assistant. Please identify tags of user intentions in the following user query and "
@@ -230,36 +254,52 @@ INSTAG_PROMPT = (
 )
 
 
-def parse_tags(text: str, canon: dict[str, str]) -> tuple[list[str] | None, str | None]:
-    """The last JSON list in an LLM tagger's answer -> (normalised tags, None), or (None, why).
+def parse_tags(text: str) -> tuple[list[str] | None, str | None]:
+    """An LLM tagger's answer -> (its tags as written, None), or (None, why).
 
-    Items may be strings or objects with a "tag" key; duplicates after normalising are dropped.
+    The answer's own list is the last top-level JSON list in it (lists inside an item, say in an
+    explanation, do not count). Items may be strings or objects with a "tag" key. An answer cut off by the
+    token limit keeps the complete ``"tag": "..."`` items it has.
     """
     decoder = json.JSONDecoder()
-    found = None
-    for m in re.finditer(r"\[", text):
+    found, pos = None, 0
+    while (start := text.find("[", pos)) != -1:
         try:
-            value, _ = decoder.raw_decode(text, m.start())
+            value, end = decoder.raw_decode(text, start)
         except json.JSONDecodeError:
+            pos = start + 1
             continue
         if isinstance(value, list):
-            found = value  # keep scanning: the answer's own list is the last one
+            found = value
+        pos = end  # resume after the decoded value: nested lists are part of it
     if found is None:
+        salvaged = re.findall(r'"tag"\s*:\s*"([^"\\]+)"', text)
+        if salvaged:
+            return salvaged, None
         return None, f"no JSON list in the answer: {text[:60]!r}"
-    tags: list[str] = []
-    for item in found:
-        raw = item.get("tag") if isinstance(item, dict) else item
-        if isinstance(raw, str):
-            tag = normalise_tag(raw, canon)
-            if tag and tag not in tags:
-                tags.append(tag)
+    tags = [item.get("tag") if isinstance(item, dict) else item for item in found]
+    tags = [t for t in tags if isinstance(t, str) and t.strip()]
     if not tags:
         return None, f"the JSON list holds no tags: {json.dumps(found)[:60]}"
     return tags, None
 
 
+def normalise_tags(tags: Sequence[str], canon: dict[str, str]) -> list[str]:
+    """Normalise each tag (``normalise_tag``) and drop the repeats that makes, keeping the order."""
+    out: list[str] = []
+    for raw in tags:
+        tag = normalise_tag(raw, canon)
+        if tag and tag not in out:
+            out.append(tag)
+    return out
+
+
 class LlmTagger:
-    """InsTag-style tagging with any generation backend; unparsable answers are re-asked, then null."""
+    """InsTag-style tagging with any generation backend; unparsable answers are re-asked, then null.
+
+    The cache keeps the tags as the model wrote them; ``normalise`` maps them onto the taxonomy on the way
+    out, so the cache key holds only what changes the model's answer (backend, model files, settings).
+    """
 
     def __init__(
         self,
@@ -275,8 +315,11 @@ class LlmTagger:
         self.taxonomy, self.backend = taxonomy, backend
         self.retries, self.seed, self.system_prompt = retries, seed, system_prompt
         self.fingerprint = "llm-" + work_key(
-            backend.name, model_key, params_hash, INSTAG_PROMPT, taxonomy.text, retries, system_prompt
+            backend.name, model_key, params_hash, INSTAG_PROMPT, system_prompt
         )
+
+    def normalise(self, tags: list[str]) -> list[str]:
+        return normalise_tags(tags, self.taxonomy.canon)
 
     def tag(self, texts: Sequence[str]) -> list[tuple[list[str] | None, str | None]]:
         results: list[tuple[list[str] | None, str | None]] = [(None, "not asked")] * len(texts)
@@ -295,7 +338,10 @@ class LlmTagger:
                 if out.finish_reason == "error":
                     results[i] = (None, out.error or "request failed")
                 else:
-                    results[i] = parse_tags(out.text, self.taxonomy.canon)
+                    tags, err = parse_tags(out.text)
+                    if tags is not None and not self.normalise(tags):
+                        tags, err = None, f"no usable tag in {tags[:3]!r}"
+                    results[i] = (tags, err)
                 if results[i][0] is None:
                     still.append(i)
             pending = still
@@ -317,7 +363,10 @@ def make_tagger(
     return LlmTagger(
         taxonomy,
         backend,
-        model_fingerprint(cfg.model) if cfg.model else cfg.generation.openai.model,
+        # The model's files (names, sizes, mtimes), not where they live; a served model by its name.
+        model_fingerprint(cfg.model)[1:]
+        if Path(cfg.model).is_dir()
+        else (cfg.model or cfg.generation.openai.model),
         cfg.generation.params_hash(),
         retries=cfg.retries,
         seed=cfg.generation.seed,
@@ -352,6 +401,8 @@ def tag_frame(
     desc: str = "tag",
 ) -> tuple[pl.DataFrame, TagStats]:
     """Tag ``texts`` (row ``ids``) through the cache; return a ``TAGS`` frame in input order and counts.
+
+    The cache keeps what ``tagger.tag`` returns; the frame holds ``tagger.normalise`` of it.
 
     Uncached texts go to the tagger in chunks; each chunk's successes are cached before the next chunk,
     so a killed run resumes. Failures are not cached (a rerun asks again); they come back as null tags
@@ -388,7 +439,7 @@ def tag_frame(
         {
             "id": list(ids),
             "text_hash": keys,
-            "tags": [known.get(k) for k in keys],
+            "tags": [tagger.normalise(known[k]) if k in known else None for k in keys],
             "error": [errors.get(k) for k in keys],
             "tagger": [tagger.fingerprint] * len(keys),
         },

@@ -50,10 +50,14 @@ def pool_with_tags(params: Params) -> pl.DataFrame:
     )
     missing = joined.filter(pl.col("tagged_hash").is_null())
     stale = joined.filter(pl.col("tagged_hash") != pl.col("text_hash"))
+    joined = joined.with_row_index("_row", offset=1)
     for bad, why in ((missing, "has no tags"), (stale, "was tagged from a different text")):
         if bad.height:
-            raise DataError(tags_path, f"pool row id {bad['id'][0]!r} {why}: rerun `datakit tag`", field="id")
-    return joined.drop("tagged_hash")
+            row = int(joined.filter(pl.col("id") == bad["id"][0])["_row"][0])
+            raise DataError(
+                tags_path, f"pool row {row} (id {bad['id'][0]!r}) {why}: rerun `datakit tag`", field="id"
+            )
+    return joined.drop("_row", "tagged_hash")
 
 
 def run(params: Params, progress: bool = True) -> dict:
@@ -66,8 +70,13 @@ def run(params: Params, progress: bool = True) -> dict:
     embedded_pool, reused_pool = embedder.encoded, embedder.reused
     test_vecs = embedder.embed(test_texts, desc="embed domain test")
     sims = guard_similarity(vectors, pool_texts, test_vecs, test_texts)
+    tagger = read_table(tag.output(params), TAGS)["tagger"].unique().sort().to_list()
     info = build_index(
-        output(params), pool.with_columns(test_similarity=pl.Series(sims)), vectors, params.index
+        output(params),
+        pool.with_columns(test_similarity=pl.Series(sims)),
+        vectors,
+        params.index,
+        meta={"embedder": embedder.fingerprint, "tagger": ",".join(tagger)},
     )
     metrics = {
         "rows": info.rows,
@@ -77,6 +86,7 @@ def run(params: Params, progress: bool = True) -> dict:
         "index": info.index_type,
         "untagged_rows": int(pool["tags"].null_count()),
         "test_duplicates": int((sims >= 1.0).sum()),
+        "duplicate_texts": pool.height - pool["text_hash"].n_unique(),  # retrieve keeps one row per text
         "max_test_similarity": round(float(sims.max()), 4) if len(sims) else None,
     }
     write_json(metrics, output(params).parent / "metrics.json")

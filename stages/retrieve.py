@@ -1,7 +1,7 @@
 """retrieve — pull the iteration's similar cases from the pool index (``retrieve.strategy``, default tag).
 
-Reads: ``<iteration dir>/select/bad_cases.parquet``, ``<paths.index>/lancedb``, ``<paths.tag>/pool_tags.parquet``
-(to check the pool was tagged by the same tagger), params ``retrieve``, ``tag``, ``embed``, ``index``.
+Reads: ``<iteration dir>/select/bad_cases.parquet``, ``<paths.index>/lancedb`` (refused when it was built with
+another tagger or embedder), params ``retrieve``, ``tag``, ``embed``, ``index``.
 Writes, under ``<iteration dir>/retrieve/``: ``bad_case_tags.parquet`` (the bad cases' tags, through the
 tag cache, so a text already tagged in an earlier iteration is not tagged again), ``similar_cases.parquet``
 (pool rows with similarity, strategy, query and the bad cases that pulled them), ``metrics.json``
@@ -20,7 +20,7 @@ import polars as pl
 from datakit.config import Iteration, Params
 from datakit.embed import Embedder
 from datakit.errors import DataError
-from datakit.index import open_index
+from datakit.index import index_meta, open_index
 from datakit.retrieve import SIMILAR_CASES, Searcher, diagnostics, guard_count, retrieve, tag_distribution
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import BAD_CASES, read_table, write_table, write_text_atomic
@@ -66,14 +66,14 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     bad = read_table(bad_path, BAD_CASES)
     embedder = Embedder(params.embed, params.paths.cache, progress)
     tagger = make_tagger(params.tag, embedder)
-    pool_tagger = read_table(tag.output(params), TAGS)["tagger"].unique().to_list()
-    if pool_tagger and pool_tagger != [tagger.fingerprint]:
-        raise DataError(
-            tag.output(params),
-            f"the pool was tagged by {pool_tagger[0]}, the bad cases would be by {tagger.fingerprint}: "
-            "rerun `datakit tag` and `datakit index` after changing tag or embed settings",
-            field="tagger",
-        )
+    built = index_meta(index.output(params))
+    for what, ours in (("tagger", tagger.fingerprint), ("embedder", embedder.fingerprint)):
+        if built.get(what) != ours:
+            raise DataError(
+                index.output(params),
+                f"the index was built with {what} {built.get(what)}, this run's is {ours}: "
+                "rerun `datakit tag` and `datakit index` after changing tag or embed settings",
+            )
     bad_tags, tag_stats = tag.tag_rows(params, bad, tagger, progress, f"{NAME} {iteration}: tag bad cases")
     write_table(bad_tags, out_dir / "bad_case_tags.parquet", TAGS)
     vecs = embedder.embed(tag.texts(bad), desc="embed bad cases")

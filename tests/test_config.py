@@ -36,7 +36,10 @@ def test_repo_params_load():
         ({"tag": {"generation": {"batch_size": 0}}}, "tag.generation.batch_size: must be >= 1"),
         ({"embed": {"chunk_size": 0}}, "embed.chunk_size: must be >= 1"),
         ({"index": {"index_type": "FLAT"}}, "index.index_type: expected one of"),
-        ({"retrieve": {"strategy": "knn"}}, "retrieve.strategy: expected one of ['tag', 'mean', 'cluster', 'mmr']"),
+        (
+            {"retrieve": {"strategy": "knn"}},
+            "retrieve.strategy: expected one of ['tag', 'mean', 'cluster', 'mmr']",
+        ),
         ({"retrieve": {"guard_threshold": 0}}, "retrieve.guard_threshold: must be within (0, 1]"),
         ({"index": {"nprobes": 0}}, "index.nprobes: must be >= 1, got 0"),
         ({"retrieve": {"mmr_lambda": 2}}, "retrieve.mmr_lambda: must be within 0-1"),

@@ -34,9 +34,11 @@ def indexed(project) -> Path:
     return project
 
 
-def write_bad_cases(project: Path, n: int = 5) -> pl.DataFrame:
-    train = read_table(project / "data/synth/math_train.parquet", EXAMPLES).head(n)
-    bad = train.with_columns(
+def write_bad_cases(project: Path, n: int = 5, examples: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Make iteration 1's bad cases by hand: the first ``n`` train problems (or ``examples``), answered wrong."""
+    if examples is None:
+        examples = read_table(project / "data/synth/math_train.parquet", EXAMPLES).head(n)
+    bad = examples.with_columns(
         response=pl.lit("I think 7."),
         score=pl.lit(1, pl.Int64),
         feedback=pl.lit("wrong"),
@@ -168,14 +170,7 @@ def test_guard_keeps_test_items_out(indexed):
     index_stage.run(params, progress=False)
     assert metrics(project / "data/index/metrics.json")["test_duplicates"] == 2
     # Bad cases that are the test items' near twins would pull the leaked rows first, were it not for the guard.
-    bad = test.head(2).with_columns(
-        response=pl.lit("x"),
-        score=pl.lit(1, pl.Int64),
-        feedback=pl.lit(""),
-        model=pl.lit("m"),
-        iteration=pl.lit(1, pl.Int64),
-    )
-    write_table(bad, project / "data/iter_1/select/bad_cases.parquet", BAD_CASES)
+    write_bad_cases(project, examples=test.head(2))
     similar = retrieve_stage.run(params, "iter_1", progress=False)
     assert not {"leak-1", "leak-2"} & set(similar["id"])
     assert metrics(project / "data/iter_1/retrieve/metrics.json")["guard_dropped_pool_rows"] >= 2
@@ -187,4 +182,14 @@ def test_retrieve_refuses_a_pool_tagged_by_another_tagger(indexed):
     params["tag"]["top_k"] = 1
     write_params(indexed, params)
     with pytest.raises(DataError, match="rerun `datakit tag` and `datakit index`"):
+        retrieve_stage.run(load_params(), "iter_1", progress=False)
+
+
+def test_retrieve_refuses_an_index_built_with_another_embedder(indexed, monkeypatch):
+    write_bad_cases(indexed)
+    from datakit import embed
+
+    real = embed._fingerprint
+    monkeypatch.setattr(embed, "_fingerprint", lambda path: [*real(path), ("fine-tuned", "x")])
+    with pytest.raises(DataError, match="built with (tagger|embedder)"):
         retrieve_stage.run(load_params(), "iter_1", progress=False)
