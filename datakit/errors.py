@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import polars as pl
+
 
 class DatakitError(Exception):
     """A whole-stage failure with one clear, user-facing message (the CLI prints it and exits 1)."""
@@ -24,14 +26,20 @@ class DataError(DatakitError):
         super().__init__(f"{where}: {reason}")
 
 
-def bound_failures(failed: int, total: int, limit: float, what: str, first: str) -> None:
+def bound_failures(rows: pl.DataFrame, failed: pl.Expr, limit: float, what: str) -> None:
     """Fail a stage whose share of failed rows passes ``limit`` (a per-row failure is data until then).
 
     Args:
-        failed: rows that failed; total: rows in all; limit: the allowed share (0-1);
-        what: e.g. "generate: rows failed"; first: "id X: why" of the first failed row.
+        rows: the stage's rows, with ``id`` and ``error`` columns; failed: which rows failed;
+        limit: the allowed share (0-1); what: e.g. "generate: rows failed".
+
+    Raises:
+        DatakitError: naming the count, the share, the limit and the first failed row's id and error.
     """
-    if failed > limit * total:
+    bad = rows.filter(failed)
+    if bad.height > limit * rows.height:
+        first = bad.row(0, named=True)
         raise DatakitError(
-            f"{what}: {failed}/{total} ({failed / max(total, 1):.1%} > limit {limit}); first: {first}"
+            f"{what}: {bad.height}/{rows.height} ({bad.height / max(rows.height, 1):.1%} > limit {limit}); "
+            f"first: id {first['id']}: {first['error']}"
         )

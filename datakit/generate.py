@@ -91,16 +91,12 @@ def generate_frame(
     )
     order = examples.select("id").with_row_index("_order")
     out = out.join(order, on="id").sort("_order").drop("_order")
-    failed = out.filter(pl.col("finish_reason") == "error")
-    if failed.height:
-        first = failed.row(0, named=True)
-        bound_failures(
-            failed.height,
-            out.height,
-            cfg.max_failure_rate,
-            f"{desc}: rows failed (generate.max_failure_rate)",
-            f"id {first['id']}: {first['error']}",
-        )
+    bound_failures(
+        out,
+        pl.col("finish_reason") == "error",
+        cfg.max_failure_rate,
+        f"{desc}: rows failed (generate.max_failure_rate)",
+    )
     return out, stats
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -76,6 +77,11 @@ class Searcher:
     guard_threshold: float = 1.0
     exact: bool = False
 
+    @cached_property
+    def ann(self) -> bool:
+        """The table has an ANN index (looked up once, not per query)."""
+        return has_ann(self.table)
+
     def where(self, tag: str | None) -> str:
         clause = f"test_similarity < {self.guard_threshold!r}"
         if tag is not None:
@@ -84,7 +90,7 @@ class Searcher:
 
     def __call__(self, query: np.ndarray, k: int, tag: str | None = None) -> pl.DataFrame:
         """The ``k`` nearest rows (pool columns + ``similarity``), best first."""
-        exact = self.exact or not has_ann(self.table)
+        exact = self.exact or not self.ann
         df = self._search(query, k, tag, exact)
         if not exact and df.height < k and self.table.count_rows(self.where(tag)) > df.height:
             # A filter that keeps few rows can starve the probed ANN partitions: rank the tag's rows exactly.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -73,7 +73,6 @@ class Tag:
 @dataclass(frozen=True)
 class Taxonomy:
     tags: tuple[Tag, ...]
-    source: str  # the file it came from
     text: str  # its content (part of the tagger's fingerprint)
     canon: dict[str, str] = field(default_factory=dict)  # normalised name or alias -> tag name
 
@@ -138,7 +137,7 @@ def load_taxonomy(path: str | Path = "") -> Taxonomy:
                 raise DataError(path, f"{value!r} already names tag {canon[key]!r}", row=row, field=label)
             canon[key] = tag.name
         tags.append(tag)
-    return Taxonomy(tuple(tags), str(path), text, canon)
+    return Taxonomy(tuple(tags), text, canon)
 
 
 # ------------------------------------------------------------------------------------------ normalising
@@ -348,9 +347,7 @@ class LlmTagger:
         return results
 
 
-def make_tagger(
-    cfg: TagConfig, embedder: Embedder, backend_factory: Callable[[], Backend] | None = None
-) -> Tagger:
+def make_tagger(cfg: TagConfig, embedder: Embedder) -> Tagger:
     """The tagger ``tag.tagger`` names. The llm tagger's backend is built only when it is the one asked for."""
     if cfg.tagger == "embedding":
         return EmbeddingTagger(load_taxonomy(cfg.taxonomy), embedder, cfg.top_k, cfg.min_similarity)
@@ -359,7 +356,7 @@ def make_tagger(
     if not cfg.model and not (cfg.generation.backend == "openai" and cfg.generation.openai.model):
         raise ConfigError("tag.model: set the tagging model for tagger 'llm'")
     taxonomy = load_taxonomy(cfg.taxonomy)
-    backend = backend_factory() if backend_factory else make_backend(cfg.generation, cfg.model)
+    backend = make_backend(cfg.generation, cfg.model)
     return LlmTagger(
         taxonomy,
         backend,

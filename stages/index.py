@@ -37,26 +37,24 @@ def output(params: Params) -> Path:
 
 
 def pool_with_tags(params: Params) -> pl.DataFrame:
-    """The pool joined with its tags; tags from another pool version are one clear error."""
+    """The pool joined with its tags (and the tagger that made them); tags from another pool version are
+    one clear error."""
     pool = load_examples(params.data.pool, "pool")
     tags_path = tag.output(params)
     tags = read_table(tags_path, TAGS)
     pool = pool.with_columns(text_hash=pl.Series([text_hash(t) for t in tag.texts(pool)], dtype=pl.Utf8))
-    joined = pool.join(
-        tags.select("id", pl.col("text_hash").alias("tagged_hash"), "tags"),
+    joined = pool.with_row_index("_row", offset=1).join(
+        tags.select("id", pl.col("text_hash").alias("tagged_hash"), "tags", "tagger"),
         on="id",
         how="left",
         maintain_order="left",
     )
     missing = joined.filter(pl.col("tagged_hash").is_null())
     stale = joined.filter(pl.col("tagged_hash") != pl.col("text_hash"))
-    joined = joined.with_row_index("_row", offset=1)
     for bad, why in ((missing, "has no tags"), (stale, "was tagged from a different text")):
         if bad.height:
-            row = int(joined.filter(pl.col("id") == bad["id"][0])["_row"][0])
-            raise DataError(
-                tags_path, f"pool row {row} (id {bad['id'][0]!r}) {why}: rerun `datakit tag`", field="id"
-            )
+            row, id_ = bad["_row"][0], bad["id"][0]
+            raise DataError(tags_path, f"pool row {row} (id {id_!r}) {why}: rerun `datakit tag`", field="id")
     return joined.drop("_row", "tagged_hash")
 
 
@@ -70,7 +68,7 @@ def run(params: Params, progress: bool = True) -> dict:
     embedded_pool, reused_pool = embedder.encoded, embedder.reused
     test_vecs = embedder.embed(test_texts, desc="embed domain test")
     sims = guard_similarity(vectors, pool_texts, test_vecs, test_texts)
-    tagger = read_table(tag.output(params), TAGS)["tagger"].unique().sort().to_list()
+    tagger = pool["tagger"].unique().sort().to_list()
     info = build_index(
         output(params),
         pool.with_columns(test_similarity=pl.Series(sims)),

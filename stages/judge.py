@@ -82,15 +82,12 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         resumed = stats.resumed
     unscored = int(judgments["score"].null_count())
     rate = unscored / max(judgments.height, 1)
-    if unscored:
-        first = judgments.filter(pl.col("score").is_null()).row(0, named=True)
-        bound_failures(
-            unscored,
-            judgments.height,
-            cfg.max_failure_rate,
-            f"{NAME}: answers could not be scored (judge.max_failure_rate)",
-            f"id {first['id']}: {first['error']}",
-        )
+    bound_failures(
+        judgments,
+        pl.col("score").is_null(),
+        cfg.max_failure_rate,
+        f"{NAME}: answers could not be scored (judge.max_failure_rate)",
+    )
     out_dir = output(it).parent
     write_table(judgments, output(it), JUDGMENTS)
     scores = judgments["score"].drop_nulls()

@@ -53,16 +53,12 @@ def tag_rows(
         progress=progress,
         desc=desc,
     )
-    failed = tags.filter(pl.col("tags").is_null())
-    if failed.height:
-        first = failed.row(0, named=True)
-        bound_failures(
-            failed.height,
-            tags.height,
-            cfg.max_failure_rate,
-            f"{desc}: texts could not be tagged (tag.max_failure_rate)",
-            f"id {first['id']}: {first['error']}",
-        )
+    bound_failures(
+        tags,
+        pl.col("tags").is_null(),
+        cfg.max_failure_rate,
+        f"{desc}: texts could not be tagged (tag.max_failure_rate)",
+    )
     return tags, stats
 
 

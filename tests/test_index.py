@@ -185,11 +185,21 @@ def test_retrieve_refuses_a_pool_tagged_by_another_tagger(indexed):
         retrieve_stage.run(load_params(), "iter_1", progress=False)
 
 
-def test_retrieve_refuses_an_index_built_with_another_embedder(indexed, monkeypatch):
-    write_bad_cases(indexed)
-    from datakit import embed
+def test_retrieve_refuses_an_index_built_with_another_embedder(indexed, tmp_path):
+    import shutil
 
-    real = embed._fingerprint
-    monkeypatch.setattr(embed, "_fingerprint", lambda path: [*real(path), ("fine-tuned", "x")])
+    from datakit.embed import minilm_path
+
+    # A real second embedder: MiniLM with a shorter max_seq_length (same weights and width, other vectors
+    # for long texts), so only the recorded fingerprint can tell them apart.
+    other = tmp_path / "minilm-128"
+    shutil.copytree(minilm_path(), other)
+    config = other / "sentence_bert_config.json"
+    config.write_text(config.read_text().replace('"max_seq_length": 256', '"max_seq_length": 128'))
+    assert '"max_seq_length": 128' in config.read_text()
+    write_bad_cases(indexed)
+    params = tiny_params(indexed, Path(load_params().base_model.source))
+    params["embed"]["model"] = str(other)
+    write_params(indexed, params)
     with pytest.raises(DataError, match="built with (tagger|embedder)"):
         retrieve_stage.run(load_params(), "iter_1", progress=False)
