@@ -120,9 +120,9 @@ def guard_count(table, threshold: float) -> int:
 
 def _mmr(cands: pl.DataFrame, k: int, lam: float) -> pl.DataFrame:
     """Greedy maximal marginal relevance: k rows of ``cands`` (best-first, unit vectors)."""
-    if cands.height <= k and lam >= 1:
-        return cands
-    vecs = np.asarray(cands["vector"].to_list(), dtype=np.float64)
+    if lam >= 1:
+        return cands.head(k)  # no diversity term: plain relevance order
+    vecs = np.asarray(cands["vector"].to_numpy(), dtype=np.float64)
     rel = cands["similarity"].to_numpy()
     picked: list[int] = []
     redundancy = np.full(len(rel), -np.inf)
