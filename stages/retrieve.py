@@ -12,6 +12,7 @@ Run: ``datakit retrieve --iteration iter_1`` (``dvc repro retrieve@iter_1``).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from datakit.errors import DataError
 from datakit.index import index_meta, open_index
 from datakit.retrieve import SIMILAR_CASES, Searcher, diagnostics, guard_count, retrieve, tag_distribution
 from datakit.runlog import summary_line, write_json
-from datakit.schemas import BAD_CASES, read_table, write_table, write_text_atomic
+from datakit.schemas import BAD_CASES, atomic_path, read_table, write_table, write_text_atomic
 from datakit.tags import TAGS, make_tagger
 from stages import index, select, tag
 
@@ -52,10 +53,15 @@ def plot_tags(dist: pl.DataFrame, path: Path, title: str, top: int = 25) -> None
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fd_path = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(fd_path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    fd_path.replace(path)
+    fd, tmp = atomic_path(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
