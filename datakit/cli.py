@@ -122,12 +122,88 @@ def retrieve(
     _guard(lambda: stage.run(_params(params), iteration, progress))
 
 
+@app.command("generate_similar")
+def generate_similar(
+    iteration: IterationOpt, params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True
+) -> None:
+    """Answer the iteration's similar cases with its model (the rejected side of their pairs)."""
+    from stages import generate_similar as stage
+
+    _guard(lambda: stage.run(_params(params), iteration, progress))
+
+
+@app.command("pairs")
+def pairs(iteration: IterationOpt, params: ParamsOpt = Path("params.yaml")) -> None:
+    """Build the iteration's preference pairs (chosen = reference or pool answer, rejected = the model's)."""
+    from stages import pairs as stage
+
+    _guard(lambda: stage.run(_params(params), iteration))
+
+
+@app.command("train")
+def train(
+    iteration: IterationOpt, params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True
+) -> None:
+    """Train M_t into M_{t+1} (`train.objective`: dpo_sft, dpo, orpo, sft) with LoRA; writes adapter and merged model."""
+    from stages import train as stage
+
+    _guard(lambda: stage.run(_params(params), iteration, progress))
+
+
+@app.command("evaluate")
+def evaluate(
+    iteration: Annotated[
+        str | None,
+        typer.Option("--iteration", "-i", help="Evaluate this iteration's model_out (M_{t+1})."),
+    ] = None,
+    base: Annotated[bool, typer.Option("--base", help="Evaluate the base model instead.")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    progress: ProgressOpt = True,
+) -> None:
+    """Domain test accuracy, general retention (accuracy, reference NLL) and bad cases on train for one model."""
+    from stages import evaluate as stage
+
+    if base == (iteration is not None):
+        print("error: evaluate: pass exactly one of --iteration or --base", file=sys.stderr)
+        raise typer.Exit(2)
+    _guard(lambda: stage.run(_params(params), iteration, progress))
+
+
+@app.command("iterations")
+def iterations(
+    n: Annotated[int, typer.Argument(help="How many APT iterations params.yaml should list.", min=1)],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Rewrite params.yaml's `iterations` block for N iterations (items 1..k stay as they were)."""
+    from datakit.iterations import write_iterations
+
+    _guard(lambda: typer.echo(write_iterations(params, n), nl=False))
+
+
+@app.command("report")
+def report(
+    params: ParamsOpt = Path("params.yaml"),
+    baselines: Annotated[
+        bool,
+        typer.Option("--baselines/--no-baselines", help="Add the baseline runs found in `dvc exp show`."),
+    ] = True,
+) -> None:
+    """Write the markdown/HTML report with PNG plots across iterations (to `paths.report`)."""
+    from datakit.report import write_report
+
+    _guard(lambda: typer.echo(write_report(_params(params), baselines=baselines)))
+
+
 @app.command("check")
 def check(params: ParamsOpt = Path("params.yaml")) -> None:
     """Validate params.yaml (unknown keys, wrong types) without running anything."""
 
     def go():
+        from datakit.train import lora_config, trl_config
+
         p = _params(params)
+        trl_config(p.train, p.paths.work, "cpu")  # the TRL and PEFT keys, checked by TRL itself
+        lora_config(p.train)
         typer.echo(f"{params}: ok ({len(p.iterations)} iteration(s): {', '.join(p.iterations)})")
 
     _guard(go)

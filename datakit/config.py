@@ -34,6 +34,8 @@ class Paths:
     )
     tag: str = "data/tag"  # the pool's tags (tag stage)
     index: str = "data/index"  # the LanceDB tag index over the pool (index stage)
+    evaluate_base: str = "data/evaluate_base"  # the base model's evaluation (evaluate --base)
+    report: str = "data/report"  # datakit report: markdown, HTML and PNG plots across iterations
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,7 @@ class RetrieveConfig:
     clusters: int = 0  # cluster: k-means centres; 0 = round(sqrt(|B|))
     max_sources: int = 8  # bad_case_ids keeps the nearest this-many bad cases that pulled a row
     seed: int = 0  # k-means seed
+    max_ratio: float = 0.0  # keep at most max_ratio * |bad cases| similar cases, most similar first; 0 = all
 
     def __post_init__(self) -> None:
         for name in ("scale", "mmr_candidates", "max_sources"):
@@ -239,12 +242,55 @@ class RetrieveConfig:
             raise ValueError(f"guard_threshold: must be within (0, 1], got {self.guard_threshold}")
         if not 0 <= self.mmr_lambda <= 1:
             raise ValueError(f"mmr_lambda: must be within 0-1, got {self.mmr_lambda}")
+        if self.max_ratio < 0:
+            raise ValueError(f"max_ratio: must be >= 0, got {self.max_ratio}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The train stage. TRL and PEFT settings are their own keys, passed straight through: ``args`` to every
+    objective's TRL config (TrainingArguments keys), ``dpo``/``orpo``/``sft`` to that objective's config only,
+    ``lora`` to ``peft.LoraConfig``. TRL checks them when the stage starts (``datakit check`` too)."""
+
+    objective: Literal["dpo_sft", "dpo", "orpo", "sft"] = "dpo_sft"  # APT: DPO + alpha * SFT on chosen
+    alpha: float = 0.5  # dpo_sft: weight of the SFT term (TRL loss_weights [1, alpha])
+    # pairs (APT) | domain | mixed (domain + pool); domain and mixed have no rejected side: always SFT
+    data: Literal["pairs", "domain", "mixed"] = "pairs"
+    seed: int = 0  # training seed (shuffling, LoRA init); mixed: the pool sample
+    device: str = "auto"  # auto = cuda when present, else cpu
+    args: dict[str, Any] = field(default_factory=dict)  # TRL/TrainingArguments keys for every objective
+    dpo: dict[str, Any] = field(default_factory=dict)  # DPOConfig-only keys (beta, max_length, ...)
+    orpo: dict[str, Any] = field(default_factory=dict)  # ORPOConfig-only keys (beta = ORPO's lambda, ...)
+    sft: dict[str, Any] = field(default_factory=dict)  # SFTConfig-only keys (max_length, ...)
+    lora: dict[str, Any] = field(default_factory=dict)  # peft.LoraConfig keys; {} = full fine-tuning
+
+    def __post_init__(self) -> None:
+        if self.alpha < 0:
+            raise ValueError(f"alpha: must be >= 0, got {self.alpha}")
+        for name in ("args", "dpo", "orpo", "sft"):
+            for key in ("loss_type", "loss_weights", "output_dir"):
+                if key in getattr(self, name):
+                    raise ValueError(f"{name}.{key}: set by datakit (objective, alpha, the stage folder)")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    general_judge: Literal["match", "llm"] = "match"  # match = the reference's answer in the response; llm
+    nll_batch_size: int = 16  # reference NLL: rows per forward pass
+    train_bad_cases: bool = (
+        True  # also answer domain train and count bad cases (the next iteration reuses them)
+    )
+
+    def __post_init__(self) -> None:
+        if self.nll_batch_size < 1:
+            raise ValueError(f"nll_batch_size: must be >= 1, got {self.nll_batch_size}")
 
 
 @dataclass(frozen=True)
 class Iteration:
     n: int  # iteration number t (1 = the base model)
     model_in: str  # M_t: the model this iteration generates with and trains from
+    model_out: str  # M_{t+1}: the merged model train writes (the next iteration's model_in)
     dir: str  # this iteration's artifact folder; each stage writes <dir>/<stage>/
 
 
@@ -262,6 +308,8 @@ class Params:
     tag: TagConfig = field(default_factory=TagConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     retrieve: RetrieveConfig = field(default_factory=RetrieveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def iteration(self, key: str) -> Iteration:
         if key not in self.iterations:

@@ -8,7 +8,6 @@ every finished chunk.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from tqdm.auto import tqdm
 from datakit.cache import PartCache, text_hash
 from datakit.config import EmbedConfig
 from datakit.errors import DatakitError
-from datakit.shards import work_key
+from datakit.shards import content_fingerprint, work_key
 
 MINILM = "minilm"
 
@@ -37,23 +36,6 @@ def minilm_path() -> Path:
 
 def resolve_embedder(model: str) -> str:
     return str(minilm_path()) if model == MINILM else model
-
-
-def _fingerprint(path: str) -> list:
-    """A local model folder by the content of every file in it (weights, configs, pooling and
-    normalisation modules): a fine-tuned checkpoint or an edited config is another embedder. A hub id by
-    its name. Hashing MiniLM's 90 MB takes about 0.2 s."""
-    root = Path(path)
-    if not root.is_dir():
-        return [path]
-    out = []
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with file.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        out.append((file.relative_to(root).as_posix(), digest.hexdigest()[:16]))
-    return out
 
 
 class Embedder:
@@ -75,7 +57,7 @@ class Embedder:
     ):
         self.cfg = cfg
         self.path = resolve_embedder(cfg.model)
-        self.fingerprint = work_key("embed", _fingerprint(self.path))
+        self.fingerprint = work_key("embed", content_fingerprint(self.path))
         self.cache = None
         if cache_root is not None:
             self.cache = PartCache(Path(cache_root) / "embeddings" / self.fingerprint, self._schema_stub())

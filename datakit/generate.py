@@ -13,10 +13,13 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from datakit.backends import Backend, Conversation
+from datakit.cache import PartCache, text_hash
 from datakit.config import GenerationConfig
 from datakit.errors import DataError, bound_failures
 from datakit.schemas import GENERATIONS
-from datakit.shards import ShardStats, run_sharded
+from datakit.shards import ShardStats, content_fingerprint, run_sharded, work_key
+
+_CACHED = {"key": pl.Utf8, "output": pl.Utf8, "n_tokens": pl.Int64, "finish_reason": pl.Utf8}
 
 
 def user_message(instruction: str, input_text: str) -> str:
@@ -29,6 +32,20 @@ def conversation(prompt: str, system_prompt: str = "") -> Conversation:
     return system + [{"role": "user", "content": prompt}]
 
 
+def generation_cache(cache_root: str | Path | None, cfg: GenerationConfig, model: str) -> PartCache | None:
+    """Greedy answers of a local model folder, keyed by prompt, under ``cache_root``.
+
+    The model is identified by its files' content and the settings by ``cfg.params_hash()``, so a stage that
+    asks the same model the same prompts (evaluate answers domain train with M_{t+1}; the next iteration's
+    generate asks M_{t+1} the same) reads them back instead of generating twice. Sampled answers and served
+    models (openai: the name may point at other weights tomorrow) are never cached.
+    """
+    if cache_root is None or cfg.temperature > 0 or cfg.backend == "openai" or not Path(model).is_dir():
+        return None
+    key = work_key("generate", content_fingerprint(model), cfg.params_hash())
+    return PartCache(Path(cache_root) / "generations" / key, _CACHED)
+
+
 def generate_frame(
     examples: pl.DataFrame,
     backend: Backend,
@@ -38,19 +55,51 @@ def generate_frame(
     work_dir: Path,
     progress: bool = True,
     desc: str = "generate",
+    cache: PartCache | None = None,
 ) -> tuple[pl.DataFrame, ShardStats]:
     """Generate one answer per example, resumably (finished shards under ``work_dir`` are reused).
+
+    With a ``cache`` (``generation_cache``), prompts answered before are read from it and only the rest
+    generated; new answers that did not fail are added to it.
 
     Raises:
         DatakitError: when more than ``cfg.max_failure_rate`` of the rows failed (openai errors).
     """
     prompts = [user_message(i, x) for i, x in zip(examples["instruction"], examples["input"], strict=True)]
-    todo = examples.select("id").with_columns(prompt=pl.Series(prompts, dtype=pl.Utf8))
-    # Shards hold rows of similar length, so batches inside a shard pad little.
-    todo = todo.with_columns(_len=pl.col("prompt").str.len_chars()).sort(
-        ["_len", "id"], descending=[True, False]
+    todo = examples.select("id").with_columns(
+        prompt=pl.Series(prompts, dtype=pl.Utf8),
+        key=pl.Series([text_hash(f"{cfg.system_prompt}\x00{p}") for p in prompts], dtype=pl.Utf8),
     )
     params_hash = cfg.params_hash()
+
+    def frame(rows: pl.DataFrame, texts, n_tokens, finish, errors) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "id": rows["id"],
+                "prompt": rows["prompt"],
+                "output": texts,
+                "model": [backend.model] * rows.height,
+                "iteration": [iteration] * rows.height,
+                "gen_params_hash": [params_hash] * rows.height,
+                "n_tokens": n_tokens,
+                "finish_reason": finish,
+                "error": pl.Series(errors, dtype=pl.Utf8),
+            },
+            schema_overrides={"iteration": pl.Int64, "n_tokens": pl.Int64},
+        )
+
+    reused = GENERATIONS.empty()
+    if cache is not None:
+        hit = todo.join(cache.get(todo["key"].to_list()), on="key", how="inner")
+        reused = frame(hit, hit["output"], hit["n_tokens"], hit["finish_reason"], [None] * hit.height)
+        todo = todo.join(hit.select("id"), on="id", how="anti")
+    keys = dict(zip(todo["id"], todo["key"], strict=True))
+    # Shards hold rows of similar length, so batches inside a shard pad little.
+    todo = (
+        todo.drop("key")
+        .with_columns(_len=pl.col("prompt").str.len_chars())
+        .sort(["_len", "id"], descending=[True, False])
+    )
 
     def answer(shard: pl.DataFrame, bar: tqdm) -> pl.DataFrame:
         started, tokens = time.perf_counter(), 0
@@ -62,19 +111,12 @@ def generate_frame(
             bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - started, 1e-9):.0f}")
 
         outs = backend.generate([conversation(p, cfg.system_prompt) for p in shard["prompt"]], advance)
-        return pl.DataFrame(
-            {
-                "id": shard["id"],
-                "prompt": shard["prompt"],
-                "output": [c.text for c in outs],
-                "model": [backend.model] * shard.height,
-                "iteration": [iteration] * shard.height,
-                "gen_params_hash": [params_hash] * shard.height,
-                "n_tokens": [c.n_tokens for c in outs],
-                "finish_reason": [c.finish_reason for c in outs],
-                "error": pl.Series([c.error for c in outs], dtype=pl.Utf8),
-            },
-            schema_overrides={"iteration": pl.Int64, "n_tokens": pl.Int64},
+        return frame(
+            shard,
+            [c.text for c in outs],
+            [c.n_tokens for c in outs],
+            [c.finish_reason for c in outs],
+            [c.error for c in outs],
         )
 
     out, stats = run_sharded(
@@ -89,6 +131,11 @@ def generate_frame(
             (shard["finish_reason"] == "error").any()
         ),  # retry rows that failed last time
     )
+    if cache is not None and out.height:
+        fresh = out.filter(pl.col("finish_reason") != "error")
+        cache.put(fresh.with_columns(key=pl.col("id").replace_strict(keys, return_dtype=pl.Utf8)))
+    stats.cached = reused.height
+    out = pl.concat([reused, out]) if reused.height else out
     order = examples.select("id").with_row_index("_order")
     out = out.join(order, on="id").sort("_order").drop("_order")
     bound_failures(

@@ -38,7 +38,7 @@ _BOXED = re.compile(r"\\boxed\{\s*(" + _NUM + r")\s*\}")
 _ANSWER_IS = re.compile(
     r"(?:final answer|the answer|answer)\s*(?:is|=|:)\s*[:=]?\s*(?:\*\*|\$)?\s*(" + _NUM + ")", re.IGNORECASE
 )
-_ANY = re.compile(_NUM)
+NUMBER = re.compile(_NUM)  # any number, as the math judge reads one
 
 
 def to_number(text: str) -> Decimal | None:
@@ -55,7 +55,7 @@ def to_number(text: str) -> Decimal | None:
 
 def extract_final_number(text: str) -> str | None:
     """The final numeric answer in ``text`` (see the module docstring for the order), normalised."""
-    for pattern in (_HASHES, _BOXED, _ANSWER_IS, _ANY):
+    for pattern in (_HASHES, _BOXED, _ANSWER_IS, NUMBER):
         found = pattern.findall(text)
         if found:
             value = to_number(found[-1])

@@ -13,7 +13,8 @@ Strategies (``retrieve.strategy``), all searching the LanceDB pool table with th
   trading relevance for diversity (the paper's open question).
 
 Every search excludes pool rows whose ``test_similarity`` reaches ``guard_threshold`` (the contamination
-guard). Each retrieved row records the query that kept it, its cosine to that query, and the bad cases that
+guard). With ``max_ratio`` > 0 only the ``ceil(max_ratio * |B|)`` most similar rows of the union are kept (a
+bound on the pairs, and on the generation and training time, per iteration). Each retrieved row records the query that kept it, its cosine to that query, and the bad cases that
 pulled it (the query's members, nearest first, at most ``max_sources``; ``n_sources`` counts them all).
 """
 
@@ -204,21 +205,30 @@ def retrieve(
         order = pos[np.argsort(-sims, kind="stable")][: cfg.max_sources]
         sources.append(ids[order].tolist())
         counts.append(len(pos))
-    return best.select(
-        "id",
-        "instruction",
-        "input",
-        "output",
-        "source",
-        pl.lit("pool").alias("split"),
-        "tags",
-        "query_tag",
-        "query",
-        "similarity",
-        pl.lit(cfg.strategy).alias("strategy"),
-        pl.Series("bad_case_ids", sources, dtype=pl.List(pl.Utf8)),
-        pl.Series("n_sources", counts, dtype=pl.Int64),
-    ).sort(["similarity", "id"], descending=[True, False])
+    return (
+        best.select(
+            "id",
+            "instruction",
+            "input",
+            "output",
+            "source",
+            pl.lit("pool").alias("split"),
+            "tags",
+            "query_tag",
+            "query",
+            "similarity",
+            pl.lit(cfg.strategy).alias("strategy"),
+            pl.Series("bad_case_ids", sources, dtype=pl.List(pl.Utf8)),
+            pl.Series("n_sources", counts, dtype=pl.Int64),
+        )
+        .sort(["similarity", "id"], descending=[True, False])
+        .head(cap(len(bad_ids), cfg.max_ratio, best.height))
+    )
+
+
+def cap(n_bad: int, max_ratio: float, n_found: int) -> int:
+    """How many similar cases to keep: all when ``max_ratio`` is 0, else ``ceil(max_ratio * n_bad)``."""
+    return n_found if max_ratio <= 0 else min(n_found, math.ceil(max_ratio * n_bad))
 
 
 def tag_distribution(bad_tags: Sequence[list[str] | None], similar: pl.DataFrame) -> pl.DataFrame:

@@ -35,51 +35,76 @@ def output(it: Iteration) -> Path:
     return Path(it.dir) / NAME / "judgments.parquet"
 
 
+def judge_rows(
+    params: Params,
+    examples: pl.DataFrame,
+    generations: pl.DataFrame,
+    model_in: str,
+    *,
+    data_path: str,
+    where: str | Path,
+    name: str,
+    desc: str,
+    progress: bool = True,
+) -> tuple[pl.DataFrame, int, Path | None]:
+    """Score ``model_in``'s answers to ``examples`` with the ``judge`` settings (the self judge is
+    ``model_in``). ``data_path`` (the examples' file) and ``where`` (the generations') name the file in an
+    error. Returns the judgments, the shards resumed, and the work folder to clear (LLM judges)."""
+    cfg = params.judge
+    rows = answered(examples, generations, where)  # every example answered, or one error naming the file
+    if cfg.kind == "math":
+        return judge_math(rows, data_path), 0, None
+    model = model_in if cfg.kind == "self" else cfg.model
+    if not model and not (cfg.generation.backend == "openai" and cfg.generation.openai.model):
+        raise DatakitError("judge.model: set the judge model for kind 'llm'")
+    backend = make_backend(cfg.generation, model)
+    label = f"{cfg.kind}:{backend.model}"
+    # Everything that goes into the judge prompt or its settings: a change to any re-judges.
+    key = work_key(
+        name,
+        label,
+        model_fingerprint(model),
+        cfg.generation.params_hash(),
+        cfg.rubric,
+        cfg.retries,
+        [examples[c].to_list() for c in ("id", "instruction", "input", "output")],
+        generations.select("id", "output", "finish_reason").rows(),
+    )
+    work = Path(params.paths.work) / name / key
+
+    def grade(shard: pl.DataFrame, bar: tqdm) -> pl.DataFrame:
+        return judge_llm(
+            shard,
+            backend,
+            label=label,
+            rubric=cfg.rubric,
+            retries=cfg.retries,
+            seed=cfg.generation.seed,
+            system_prompt=cfg.generation.system_prompt,
+            advance=lambda n, _t: bar.update(n),
+        )
+
+    judgments, stats = run_sharded(rows, grade, work, cfg.generation.shard_size, JUDGMENTS, desc, progress)
+    return judgments, stats.resumed, work
+
+
 def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     started = time.perf_counter()
     it, cfg = params.iteration(iteration), params.judge
     examples = load_examples(params.data.domain_train, "train")
     gen_path = generate.output(it)
     generations = read_table(gen_path, GENERATIONS)
-    rows = answered(examples, generations, gen_path)  # every example answered, or one error naming the file
-    work, resumed = None, 0
-    if cfg.kind == "math":
-        judgments = judge_math(rows, params.data.domain_train.path)
-    else:
-        model = it.model_in if cfg.kind == "self" else cfg.model
-        if not model and not (cfg.generation.backend == "openai" and cfg.generation.openai.model):
-            raise DatakitError("judge.model: set the judge model for kind 'llm'")
-        backend = make_backend(cfg.generation, model)
-        label = f"{cfg.kind}:{backend.model}"
-        # Everything that goes into the judge prompt or its settings: a change to any re-judges.
-        key = work_key(
-            NAME,
-            label,
-            model_fingerprint(model),
-            cfg.generation.params_hash(),
-            cfg.rubric,
-            cfg.retries,
-            [examples[c].to_list() for c in ("id", "instruction", "input", "output")],
-            generations.select("id", "output", "finish_reason").rows(),
-        )
-        work = Path(params.paths.work) / NAME / key
-
-        def grade(shard: pl.DataFrame, bar: tqdm) -> pl.DataFrame:
-            return judge_llm(
-                shard,
-                backend,
-                label=label,
-                rubric=cfg.rubric,
-                retries=cfg.retries,
-                seed=cfg.generation.seed,
-                system_prompt=cfg.generation.system_prompt,
-                advance=lambda n, _t: bar.update(n),
-            )
-
-        judgments, stats = run_sharded(
-            rows, grade, work, cfg.generation.shard_size, JUDGMENTS, f"{NAME} {iteration}", progress
-        )
-        resumed = stats.resumed
+    judgments, resumed, work = judge_rows(
+        params,
+        examples,
+        generations,
+        it.model_in,
+        data_path=params.data.domain_train.path,
+        where=gen_path,
+        name=NAME,
+        desc=f"{NAME} {iteration}",
+        progress=progress,
+    )
     unscored = int(judgments["score"].null_count())
     rate = unscored / max(judgments.height, 1)
     bound_failures(

@@ -1,0 +1,162 @@
+"""Evaluation cores: the reference-match judge for general answers, and the NLL of reference answers.
+
+- ``judge_match``: general retention accuracy without an LLM judge. The reference's answer is read from
+  the reference itself (see ``answer_key``): a leading yes/no; else its last quoted span or number that the
+  instruction does not already contain; else what follows its last colon; else its first number or quoted
+  span; else the whole reference. A response is right (5) when it contains that answer as a whole token
+  sequence (yes/no: when its first yes or no agrees), else wrong (1). It is strict where the reference is
+  free text, so it under-counts rather than flatters, the same way for every model compared.
+- ``reference_nll``: mean negative log-likelihood per token of the reference answers given their prompts
+  (the chat template's assistant turn): a retention measure that needs no judge at all.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import polars as pl
+
+from datakit.generate import conversation, user_message
+from datakit.judges import NUMBER
+from datakit.schemas import JUDGMENTS, Table
+
+EVAL_RESULTS = Table(
+    "eval_results",
+    {
+        "set": pl.Utf8,
+        "id": pl.Utf8,
+        "response": pl.Utf8,
+        "score": pl.Int64,
+        "extracted": pl.Utf8,
+        "finish_reason": pl.Utf8,
+        "n_tokens": pl.Int64,
+    },
+    required=("set", "id"),
+    doc={
+        "set": "domain_test | general_eval | domain_train",
+        "response": "the evaluated model's answer",
+        "score": "the judge's 1-5 score (math or llm for the domain, match or llm for general); null = unscored",
+        "extracted": "what the judge read from the answer (math: the final number; match: the expected answer)",
+    },
+)
+
+_QUOTED = re.compile(r'"([^"\n]+)"|`([^`\n]+)`')
+_YESNO = re.compile(r"\b(yes|no)\b")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().replace('"', " ").replace("`", " ").split())
+
+
+def _contains(haystack: str, needle: str) -> bool:
+    """``needle`` occurs in ``haystack`` as whole tokens (case, quotes and spacing ignored)."""
+    n = _norm(needle).strip(" .")
+    if not n:
+        return False
+    return re.search(r"(?<![\w.-])" + re.escape(n) + r"(?![\w-]|\.\d)", _norm(haystack)) is not None
+
+
+def answer_key(reference: str, instruction: str) -> tuple[str, str]:
+    """The answer a response must contain: ``(kind, value)``, kind 'yesno' or 'text' (see module doc)."""
+    ref = reference.strip()
+    lead = re.match(r"\s*(yes|no)\b", ref, flags=re.IGNORECASE)
+    if lead:
+        return "yesno", lead.group(1).lower()
+    quoted = [a or b for a, b in _QUOTED.findall(ref)]
+    numbers = NUMBER.findall(ref)
+    for candidates in (quoted, numbers):
+        new = [c for c in candidates if not _contains(instruction, c)]
+        if new:
+            return "text", new[-1]
+    if ":" in ref and ref.rsplit(":", 1)[1].strip(" ."):
+        return "text", ref.rsplit(":", 1)[1].strip(" .")
+    for candidates in (numbers, quoted):
+        if candidates:
+            return "text", candidates[0]
+    return "text", ref.rstrip(".")
+
+
+def match_score(response: str, reference: str, instruction: str) -> tuple[int, str]:
+    """(5 or 1, the expected answer) for one response."""
+    kind, value = answer_key(reference, instruction)
+    if kind == "yesno":
+        first = _YESNO.search(response.lower())
+        return (5 if first and first.group(1) == value else 1), value
+    return (5 if _contains(response, value) else 1), value
+
+
+def judge_match(rows: pl.DataFrame) -> pl.DataFrame:
+    """Reference-match judgments for an ``answered`` frame; a failed generation is an unscored row."""
+    out = {
+        k: [] for k in ("id", "score", "feedback", "judge", "error", "extracted", "raw", "model", "iteration")
+    }
+    for r in rows.iter_rows(named=True):
+        failed = r["finish_reason"] == "error" or r["response"] is None
+        score, expected = (
+            (None, None) if failed else match_score(r["response"], r["output"], r["instruction"])
+        )
+        out["id"].append(r["id"])
+        out["score"].append(score)
+        out["feedback"].append("" if failed else f"expected {expected!r}")
+        out["judge"].append("match")
+        out["error"].append(r["gen_error"] or "generation failed" if failed else None)
+        out["extracted"].append(expected)
+        out["raw"].append(None)
+        out["model"].append(r["model"])
+        out["iteration"].append(r["iteration"])
+    return pl.DataFrame(out, schema=dict(JUDGMENTS.schema))
+
+
+def reference_nll(
+    model: str,
+    examples: pl.DataFrame,
+    *,
+    system_prompt: str = "",
+    batch_size: int = 16,
+    device: str = "auto",
+) -> tuple[float, list[float]]:
+    """Token-weighted mean NLL of ``examples``' reference outputs under ``model``, and each row's mean.
+
+    Each row is the chat-templated prompt (as generate sends it) followed by the reference; only the
+    reference's tokens are scored.
+    """
+    import torch
+
+    from datakit.backends import load_model_and_tokenizer, pick_device
+
+    device = pick_device(device)
+    lm, tok = load_model_and_tokenizer(model, device)
+    lm.to(device).eval()
+    seqs: list[tuple[list[int], int]] = []
+    for instruction, input_text, output in zip(
+        examples["instruction"], examples["input"], examples["output"], strict=True
+    ):
+        conv = conversation(user_message(instruction, input_text), system_prompt)
+        prompt = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        a_ids = tok(output, add_special_tokens=False)["input_ids"]
+        seqs.append((p_ids + a_ids, len(p_ids)))
+    total, count, per_row = 0.0, 0, []
+    with torch.no_grad():
+        for start in range(0, len(seqs), batch_size):
+            batch = seqs[start : start + batch_size]
+            width = max(len(ids) for ids, _ in batch)
+            ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            labels = torch.full((len(batch), width), -100, dtype=torch.long)
+            for i, (seq, n_prompt) in enumerate(batch):
+                ids[i, : len(seq)] = torch.tensor(seq)
+                mask[i, : len(seq)] = 1
+                labels[i, n_prompt : len(seq)] = torch.tensor(seq[n_prompt:])
+            logits = lm(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1)
+            target = labels[:, 1:].to(device)
+            scored = target != -100
+            nll = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * scored
+            for i in range(len(batch)):
+                n = int(scored[i].sum())
+                per_row.append(float(nll[i].sum()) / n if n else math.nan)
+            total += float(nll.sum())
+            count += int(scored.sum())
+    return (total / count if count else math.nan), per_row

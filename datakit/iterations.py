@@ -1,0 +1,79 @@
+"""The ``iterations`` block of params.yaml: one explicit item per APT iteration.
+
+DVC's ``foreach`` cannot refer to the previous item, so iteration t names its input model (M_t, the
+previous iteration's ``model_out``) itself. ``datakit iterations N`` rewrites the block for N iterations and
+leaves the rest of params.yaml, comments included, as it is. Items 1..k are the same text for every N >= k,
+so growing N by one adds stages for the new iteration only; ``dvc repro`` then runs just those.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from datakit.config import Paths, load_params
+from datakit.errors import ConfigError
+from datakit.schemas import write_text_atomic
+
+HEADER = (
+    "iterations:\n"
+    "  # One item per APT iteration, written by `datakit iterations N`. Iteration t answers, judges and trains\n"
+    "  # from model_in (M_t) and writes model_out (M_{t+1}, the next item's model_in); each stage of it writes\n"
+    "  # <dir>/<stage>/.\n"
+)
+
+
+def iteration_block(n: int, base_model: str, data_dir: str = "data") -> str:
+    """The YAML text of ``iterations`` for ``n`` iterations starting from ``base_model``."""
+    if n < 1:
+        raise ConfigError(f"iterations: need at least 1, got {n}")
+    lines = [HEADER.rstrip("\n")]
+    model_in = base_model
+    for t in range(1, n + 1):
+        folder = f"{data_dir}/iter_{t}"
+        model_out = f"{folder}/train/model"
+        lines += [
+            f"  iter_{t}:",
+            f"    n: {t:<36} # iteration number t",
+            f"    model_in: {model_in:<29} # M_t: generates, is judged, trains from",
+            f"    model_out: {model_out:<28} # M_{{t+1}}: the merged model train writes",
+            f"    dir: {folder:<34} # this iteration's artifact folder",
+        ]
+        model_in = model_out
+    return "\n".join(lines) + "\n"
+
+
+def _block_span(text: str) -> tuple[int, int]:
+    """Start and end offsets of the top-level ``iterations:`` block (to the next top-level key or EOF)."""
+    found = re.search(r"^iterations:[^\n]*\n", text, flags=re.MULTILINE)
+    if not found:
+        return len(text), len(text)
+    rest = re.search(r"^[^\s#]", text[found.end() :], flags=re.MULTILINE)
+    return found.start(), found.end() + rest.start() if rest else len(text)
+
+
+def write_iterations(params_path: str | Path, n: int) -> str:
+    """Rewrite params.yaml's ``iterations`` block for ``n`` iterations; returns the new block.
+
+    The result is loaded back strictly before it replaces the file, so a bad edit never lands.
+    """
+    path = Path(params_path)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (run datakit from the project root, or pass --params)")
+    text = path.read_text()
+    # Read the base model's path loosely: the old block may be the thing being fixed.
+    paths = (yaml.safe_load(text) or {}).get("paths") or {}
+    start, end = _block_span(text)
+    block = iteration_block(n, paths.get("base_model", Paths.base_model))
+    head = text[:start] if start == len(text) or text[:start].endswith("\n") else text[:start] + "\n"
+    new = head + block + text[end:]
+    tmp = path.with_name(f".{path.name}.check")
+    try:
+        tmp.write_text(new)
+        load_params(tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_text_atomic(new, path)
+    return block

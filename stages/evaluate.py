@@ -1,0 +1,126 @@
+"""evaluate — how good a model is: at the domain, at general skills, and how many bad cases it still makes.
+
+Reads: the model (``--iteration iter_t``: that iteration's ``model_out``, M_{t+1}; ``--base``: the base model),
+``data.domain_test``, ``data.general_eval``, ``data.domain_train``, params ``generate``, ``judge``, ``select``,
+``evaluate``.
+Writes, under ``<iteration dir>/evaluate/`` (``paths.evaluate_base`` for the base model):
+``metrics.json`` — domain test accuracy (the ``judge`` settings: math exact match by default), general
+retention (accuracy on the held-out general split by ``evaluate.general_judge``, and the mean NLL of its
+references), and the bad-case count on domain train (the paper's Figure 6) — and ``results.parquet``, every
+answer with its score. Answers to domain train land in the generation cache, so the next iteration's
+generate reads them instead of generating them again.
+Run: ``datakit evaluate --iteration iter_1`` / ``datakit evaluate --base``
+(``dvc repro evaluate@iter_1`` / ``dvc repro evaluate_base``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import polars as pl
+
+from datakit.backends import make_backend
+from datakit.config import Params
+from datakit.evaluate import EVAL_RESULTS, judge_match, reference_nll
+from datakit.generate import answered
+from datakit.loaders import load_examples
+from datakit.runlog import summary_line, write_json
+from datakit.schemas import write_table
+from datakit.select import threshold_expr
+from datakit.shards import clear_work
+from stages import generate, judge
+
+NAME = "evaluate"
+
+
+def target(params: Params, iteration: str | None) -> tuple[str, int, Path]:
+    """(model, iteration number, output folder): M_{t+1} of ``iteration``, or the base model (t = 0)."""
+    if iteration is None:
+        return params.paths.base_model, 0, Path(params.paths.evaluate_base)
+    it = params.iteration(iteration)
+    return it.model_out, it.n, Path(it.dir) / NAME
+
+
+def _score(params: Params, name: str, examples, gens, model: str, data_path: str, desc: str, progress: bool):
+    """Judgments of ``gens``: the domain sets by the ``judge`` settings, general by ``evaluate.general_judge``."""
+    if name == "general_eval" and params.evaluate.general_judge == "match":
+        return judge_match(answered(examples, gens, desc)), None
+    if name == "general_eval":
+        params = dataclasses.replace(params, judge=dataclasses.replace(params.judge, kind="llm"))
+    judgments, _, work = judge.judge_rows(
+        params,
+        examples,
+        gens,
+        model,
+        data_path=data_path,
+        where=desc,
+        name=f"{NAME}_{name}",
+        desc=desc,
+        progress=progress,
+    )
+    return judgments, work
+
+
+def run(params: Params, iteration: str | None, progress: bool = True) -> dict:
+    started = time.perf_counter()
+    model, n, out_dir = target(params, iteration)
+    label = iteration or "base"
+    backend = make_backend(params.generate, model)
+    sets = [
+        ("domain_test", params.data.domain_test, "test"),
+        ("general_eval", params.data.general_eval, "eval"),
+    ]
+    if params.evaluate.train_bad_cases:
+        sets.append(("domain_train", params.data.domain_train, "train"))
+    results, metrics, works = [], {"model": model, "iteration": n}, []
+    for name, source, split in sets:
+        examples = load_examples(source, split)
+        desc = f"{NAME} {label}: {name}"
+        gens, summary, work = generate.answer(
+            params, examples, model, n, name=f"{NAME}_{name}", desc=desc, progress=progress, backend=backend
+        )
+        judgments, judge_work = _score(params, name, examples, gens, model, source.path, desc, progress)
+        works += [work, judge_work]
+        scored = judgments.filter(pl.col("score").is_not_null())
+        bad = int(scored.select(threshold_expr(params.select.threshold)).to_series().sum())
+        share = round(bad / max(scored.height, 1), 4)
+        metrics[f"{name}_rows"] = examples.height
+        metrics[f"{name}_unscored"] = judgments.height - scored.height
+        metrics[f"{name}_mean_new_tokens"] = summary["mean_new_tokens"]
+        if name == "domain_train":
+            metrics.update(train_bad_cases=bad, train_bad_rate=share)
+        else:
+            metrics[f"{name.split('_')[0]}_accuracy"] = round(1 - share, 4) if scored.height else 0.0
+        results.append(
+            gens.select("id", response="output", finish_reason="finish_reason", n_tokens="n_tokens")
+            .join(judgments.select("id", "score", "extracted"), on="id", how="left", maintain_order="left")
+            .with_columns(set=pl.lit(name))
+        )
+        if name == "general_eval":
+            nll, _ = reference_nll(
+                model,
+                examples,
+                system_prompt=params.generate.system_prompt,
+                batch_size=params.evaluate.nll_batch_size,
+                device=params.generate.device,
+            )
+            metrics["general_nll"] = round(nll, 5)
+    write_table(pl.concat(results).select(EVAL_RESULTS.columns), out_dir / "results.parquet", EVAL_RESULTS)
+    metrics["seconds"] = round(time.perf_counter() - started, 2)
+    write_json(metrics, out_dir / "metrics.json")
+    for work in works:
+        if work is not None:
+            clear_work(work)
+    summary_line(
+        NAME,
+        rows_in=sum(r.height for r in results),
+        rows_out=len(results),
+        failed=sum(metrics[f"{s}_unscored"] for s, _, _ in sets),
+        seconds=metrics["seconds"],
+        extra=f"{label}: domain accuracy {metrics['domain_accuracy']:.1%}, general accuracy "
+        f"{metrics['general_accuracy']:.1%}, general NLL {metrics['general_nll']:.3f}"
+        + (f", {metrics['train_bad_cases']} bad cases on train" if "train_bad_cases" in metrics else ""),
+    )
+    return metrics
