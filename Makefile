@@ -10,7 +10,7 @@ STAMP := $(VENV)/.datakit-installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run test test-all lint bench clean
+.PHONY: setup run baselines report test test-all lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,19 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
+	$(BIN)/datakit report
+
+# The comparison runs, each one param away from APT, as DVC experiments on iteration 1 (in a temp copy of
+# the workspace, so params.yaml and data/ stay as they are): continued SFT on the same pairs, SFT on the
+# whole domain train set, and mixed training (domain + as many pool rows).
+baselines: setup
+	$(BIN)/dvc exp run --temp -n continued-sft -S train.objective=sft evaluate@iter_1
+	$(BIN)/dvc exp run --temp -n domain-sft -S train.data=domain evaluate@iter_1
+	$(BIN)/dvc exp run --temp -n mixed -S train.data=mixed evaluate@iter_1
+	$(BIN)/datakit report
+
+report: setup
+	$(BIN)/datakit report
 
 test: setup
 	$(BIN)/python -m pytest -q
