@@ -1,9 +1,9 @@
 """Evaluation cores: the reference-match judge for general answers, and the NLL of reference answers.
 
 - ``judge_match``: general retention accuracy without an LLM judge. The reference's answer is read from
-  the reference itself (see ``answer_key``): a leading yes/no; else its last quoted span or number that the
-  instruction does not already contain; else what follows its last colon; else its first number or quoted
-  span; else the whole reference. A response is right (5) when it contains that answer as a whole token
+  the reference itself (see ``answer_key``): a leading yes/no; all of a JSON reference; else its last quoted
+  span, or else its first number, that the instruction does not already contain; else what follows its
+  last colon; else its first number or quoted span; else the whole reference. A response is right (5) when it contains that answer as a whole token
   sequence (yes/no: when its first yes or no agrees), else wrong (1). It is strict where the reference is
   free text, so it under-counts rather than flatters, the same way for every model compared.
 - ``reference_nll``: mean negative log-likelihood per token of the reference answers given their prompts
@@ -63,12 +63,14 @@ def answer_key(reference: str, instruction: str) -> tuple[str, str]:
     lead = re.match(r"\s*(yes|no)\b", ref, flags=re.IGNORECASE)
     if lead:
         return "yesno", lead.group(1).lower()
+    if ref[:1] in "[{":
+        return "text", ref  # structured output (JSON): all of it
     quoted = [a or b for a, b in _QUOTED.findall(ref)]
     numbers = NUMBER.findall(ref)
-    for candidates in (quoted, numbers):
+    for candidates, pick in ((quoted, -1), (numbers, 0)):
         new = [c for c in candidates if not _contains(instruction, c)]
         if new:
-            return "text", new[-1]
+            return "text", new[pick]
     if ":" in ref and ref.rsplit(":", 1)[1].strip(" ."):
         return "text", ref.rsplit(":", 1)[1].strip(" .")
     for candidates in (numbers, quoted):

@@ -208,7 +208,7 @@ def write_text_atomic(text: str, path: str | Path) -> Path:
     """Write a small text file (metrics JSON, YAML) atomically."""
     fd, tmp = atomic_path(path)
     try:
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
     finally:

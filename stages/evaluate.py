@@ -89,6 +89,7 @@ def run(params: Params, iteration: str | None, progress: bool = True) -> dict:
         metrics[f"{name}_rows"] = examples.height
         metrics[f"{name}_unscored"] = judgments.height - scored.height
         metrics[f"{name}_mean_new_tokens"] = summary["mean_new_tokens"]
+        metrics[f"{name}_from_cache"] = summary["rows_from_cache"]
         if name == "domain_train":
             metrics.update(train_bad_cases=bad, train_bad_rate=share)
         else:

@@ -220,3 +220,38 @@ def test_vllm_backend_matches_transformers_greedy(tiny_model, tmp_path):
         )
     assert outs["vllm"]["n_tokens"].to_list() == outs["transformers"]["n_tokens"].to_list()
     assert outs["vllm"]["output"].to_list() == outs["transformers"]["output"].to_list()
+
+
+def test_generation_cache_answers_the_same_model_and_prompts_once(tiny_model, tmp_path):
+    import shutil
+
+    from datakit.generate import generation_cache
+
+    cfg = GenerationConfig(batch_size=2, max_new_tokens=5, shard_size=2)
+    backend = make_backend(cfg, str(tiny_model))
+    cache = generation_cache(tmp_path / "cache", cfg, str(tiny_model))
+    first, stats = generate_frame(
+        examples(4), backend, cfg, iteration=1, work_dir=tmp_path / "w1", progress=False, cache=cache
+    )
+    assert (stats.cached, stats.computed) == (0, 2)
+    # Another stage (new work folder), a copy of the same model, two more prompts: only those two run.
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model, copy)
+    again, stats = generate_frame(
+        examples(6),
+        make_backend(cfg, str(copy)),
+        cfg,
+        iteration=2,
+        work_dir=tmp_path / "w2",
+        progress=False,
+        cache=generation_cache(tmp_path / "cache", cfg, str(copy)),
+    )
+    assert (stats.cached, stats.computed_ids) == (4, ["e4", "e5"])
+    assert again["id"].to_list() == [f"e{i}" for i in range(6)]
+    assert again.head(4).select("output", "n_tokens").equals(first.select("output", "n_tokens"))
+    assert again["iteration"].to_list() == [2] * 6
+    # Other weights, other settings, or sampling: no cache (or another one).
+    other = generation_cache(tmp_path / "cache", GenerationConfig(max_new_tokens=6), str(tiny_model))
+    assert other is not None and other.root != cache.root
+    assert generation_cache(tmp_path / "cache", GenerationConfig(temperature=0.7), str(tiny_model)) is None
+    assert generation_cache(tmp_path / "cache", GenerationConfig(backend="openai"), str(tiny_model)) is None

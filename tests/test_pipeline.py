@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -65,38 +66,64 @@ def test_dvc_repro_runs_every_stage_then_nothing(project):
     assert set(similar["bad_case_ids"].explode()) <= set(bad["id"])
     shown = sh(str(BIN / "dvc"), "metrics", "show", cwd=project)
     assert "data/iter_1/retrieve/metrics.json" in shown and "tag_overlap" in shown
+    assert "data/iter_2/evaluate/metrics.json" in shown and "domain_accuracy" in shown
+
+    # Two iterations: M_2 trained by iter_1 is the model iter_2 answers with; each evaluated, base too.
+    pairs = pl.read_parquet(project / "data/iter_1/pairs/preference_pairs.parquet")
+    assert pairs.height > 0 and set(pairs["origin"]) <= {"bad_case", "similar_case"}
+    assert (project / "data/iter_1/train/model/model.safetensors").exists()
+    assert (project / "data/iter_1/train/adapter/adapter_config.json").exists()
+    assert read_table(project / "data/iter_2/generate/generations.parquet", GENERATIONS)["model"][0] == (
+        "data/iter_1/train/model"
+    )
+    # evaluate@iter_1 and generate@iter_2 ask M_2 the same train prompts: whichever runs second reads them.
+    reused = json.loads((project / "data/iter_2/generate/summary.json").read_text())["rows_from_cache"]
+    reused += json.loads((project / "data/iter_1/evaluate/metrics.json").read_text())[
+        "domain_train_from_cache"
+    ]
+    assert reused == 12
+    for folder in ("data/evaluate_base", "data/iter_1/evaluate", "data/iter_2/evaluate"):
+        metrics = json.loads((project / folder / "metrics.json").read_text())
+        assert {"domain_accuracy", "general_accuracy", "general_nll", "train_bad_cases"} <= set(metrics)
+    log = pl.read_csv(project / "data/iter_1/train/log.csv")
+    assert {"step", "loss", "logps_chosen", "logps_rejected"} <= set(log.columns) and log.height >= 1
+    shown = sh(str(BIN / "dvc"), "plots", "show", "--json", cwd=project)
+    assert "data/iter_1/train/log.csv" in shown and "data/iter_2/train/logps.png" in shown
 
     # Nothing changed: nothing runs.
     started = time.perf_counter()
     again = sh(str(BIN / "dvc"), "repro", cwd=project)
     assert "Running stage" not in again and time.perf_counter() - started < 30
 
-    # A select-only param change reruns select alone.
+    # An evaluation setting reruns the evaluations only: no generation for training, no training.
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["select"]["threshold"] = "=1"
+    params["evaluate"]["nll_batch_size"] = 3
     write_params(project, params)
     third = sh(str(BIN / "dvc"), "repro", cwd=project)
-    assert "Running stage 'select@iter_1'" in third
-    assert "Running stage 'generate@iter_1'" not in third and "Running stage 'judge@iter_1'" not in third
+    assert ran(third) == {"evaluate_base", "evaluate@iter_1", "evaluate@iter_2"}
 
-    # A retrieval setting reruns retrieve alone: the tags and the index are shared, not rebuilt.
-    params["retrieve"]["strategy"] = "mean"
-    write_params(project, params)
+    # A third iteration appended with `datakit iterations 3` runs its own stages and nothing else.
+    sh(str(BIN / "datakit"), "iterations", "3", cwd=project)
     fourth = sh(str(BIN / "dvc"), "repro", cwd=project)
-    assert "Running stage 'retrieve@iter_1'" in fourth
-    assert "Running stage 'tag'" not in fourth and "Running stage 'index'" not in fourth
+    assert ran(fourth) == {f"{s}@iter_3" for s in PER_ITERATION}
+    assert read_table(project / "data/iter_3/generate/generations.parquet", GENERATIONS)["model"][0] == (
+        "data/iter_2/train/model"
+    )
 
 
-COMMANDS = ["synth", "base_model", "tag", "index", "generate", "judge", "select", "retrieve", "check"]
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+PER_ITERATION = ("generate", "judge", "select", "retrieve", "generate_similar", "pairs", "train", "evaluate")
+COMMANDS = ["synth", "base_model", "tag", "index", *PER_ITERATION, "iterations", "report", "check"]
 STAGES = (
     "synth",
     "base_model",
     "tag",
     "index",
-    "generate@iter_1",
-    "judge@iter_1",
-    "select@iter_1",
-    "retrieve@iter_1",
+    "evaluate_base",
+    *(f"{s}@{it}" for it in ("iter_1", "iter_2") for s in PER_ITERATION),
 )
 
 
@@ -110,8 +137,9 @@ def test_cli_commands_match_dvc_stage_names():
     stages = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
         cmd = stage.get("do", stage)["cmd"]
-        assert cmd.split()[:2] == ["datakit", name]
-        assert name in COMMANDS
+        # evaluate_base is `datakit evaluate --base`: the same command on the base model.
+        assert cmd.split()[:2] == ["datakit", name.removesuffix("_base")]
+        assert name.removesuffix("_base") in COMMANDS
 
 
 def test_bad_params_is_one_line_and_exit_1(project):
@@ -127,7 +155,7 @@ def test_bad_params_is_one_line_and_exit_1(project):
 
 def test_unknown_iteration_and_missing_input_are_clear(project):
     result = CliRunner().invoke(app, ["generate", "--iteration", "iter_9"])
-    assert result.exit_code == 1 and "no iteration 'iter_9' (known: iter_1)" in result.output
+    assert result.exit_code == 1 and "no iteration 'iter_9' (known: iter_1, iter_2)" in result.output
     result = CliRunner().invoke(app, ["judge", "--iteration", "iter_1"])
     assert result.exit_code == 1 and "math_train.parquet: not found" in result.output
 

@@ -1,0 +1,595 @@
+"""report — the APT run at a glance: domain accuracy, general retention and bad cases across iterations.
+
+Reads (any file may be missing: an iteration or stage not run yet shows as "—" and is left out of the plots):
+``<paths.evaluate_base>/metrics.json`` (the base model M_1) and, for each iteration t, ``<dir>/evaluate/metrics.json``
+(M_{t+1}), ``<dir>/select/metrics.json`` (M_t's bad cases), ``<dir>/pairs/metrics.json``,
+``<dir>/train/metrics.json`` and ``<dir>/train/log.csv``; with baselines, the DVC experiments of
+``dvc exp show`` that evaluated the first iteration (``dvc exp run -n continued-sft -S train.objective=sft
+evaluate@iter_1``, ``-S train.data=domain``, ``-S train.data=mixed``).
+Writes, under ``paths.report``: ``report.md`` and ``report.html`` (the same tables), ``summary.csv`` (one row
+per model), ``bad_cases.png``, ``accuracy.png`` and ``logps.png``.
+Run: ``datakit report`` (``--no-baselines`` skips ``dvc exp show``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+from datakit.config import Params
+from datakit.errors import DataError
+from datakit.schemas import atomic_path, write_text_atomic
+
+MISSING = "—"
+DVC_PARAMS_FILE = "params.yaml"  # where `dvc exp run -S` sets a parameter (DVC's default params file)
+SUMMARY_SCHEMA = {
+    "model": pl.Utf8,
+    "label": pl.Utf8,
+    "domain_accuracy": pl.Float64,
+    "general_accuracy": pl.Float64,
+    "general_nll": pl.Float64,
+    "train_bad_cases": pl.Int64,
+    "pairs": pl.Int64,
+    "steps": pl.Int64,
+}
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One model of the comparison: the base M_1, M_{t+1} after iteration t, or a baseline experiment."""
+
+    model: str  # 'base', the iteration key, or the experiment name
+    label: str  # what the tables and plots call it
+    index: int | None  # x in the plots: 0 = the base model, t = after iteration t; None = a baseline
+    evaluated: bool  # its evaluate metrics exist
+    domain_accuracy: float | None = None  # 0-1
+    general_accuracy: float | None = None  # 0-1
+    general_nll: float | None = None  # mean NLL of the general references; lower is better
+    train_bad_cases: int | None = None  # bad cases on domain train
+    pairs: int | None = None  # preference pairs it was trained on
+    steps: int | None = None  # training steps that made it
+
+
+@dataclass(frozen=True)
+class IterationRow:
+    """One iteration t: what M_t got wrong, the pairs built from it and how training went."""
+
+    key: str
+    n: int
+    select: dict[str, Any]  # select/metrics.json ({} = not run)
+    pairs: dict[str, Any]  # pairs/metrics.json
+    train: dict[str, Any]  # train/metrics.json
+    log: pl.DataFrame | None  # train/log.csv, TRL's step log
+
+    @property
+    def ran(self) -> bool:
+        return bool(self.select or self.pairs or self.train) or self.log is not None
+
+
+@dataclass(frozen=True)
+class Block:
+    """One piece of the report, rendered both as markdown and as HTML."""
+
+    kind: Literal["h1", "h2", "p", "table", "img"]
+    text: str = ""  # heading or paragraph (`code` allowed), or the image's file name
+    alt: str = ""  # the image's description
+    headers: tuple[str, ...] = ()
+    rows: list[tuple[str, ...]] = field(default_factory=list)
+
+
+# --- loading ----------------------------------------------------------------------------------------------
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A stage's metrics.json; {} when the stage has not run yet.
+
+    Raises:
+        DataError: the file exists but is not a JSON object.
+    """
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DataError(path, f"not valid JSON metrics: expected an object, got {type(data).__name__}")
+    return data
+
+
+def read_log(path: Path) -> pl.DataFrame | None:
+    """train's step log; None when training has not run yet."""
+    if not path.exists():
+        return None
+    try:
+        return pl.read_csv(path)
+    except pl.exceptions.PolarsError as exc:
+        raise DataError(path, f"not a readable CSV: {exc}") from exc
+
+
+def _num(value: Any) -> float | None:
+    """A metric value as a number; None for a missing one (also dvc's "!" and "None" cells)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _int(value: Any) -> int | None:
+    number = _num(value)  # `dvc exp show` hands every number back as a float
+    return int(number) if number is not None and number.is_integer() else None
+
+
+def iteration_rows(params: Params) -> list[IterationRow]:
+    """One row per iteration of params.yaml, in its order, from whatever its stages have written."""
+    rows = []
+    for key, it in params.iterations.items():
+        folder = Path(it.dir)
+        rows.append(
+            IterationRow(
+                key=key,
+                n=it.n,
+                select=read_metrics(folder / "select" / "metrics.json"),
+                pairs=read_metrics(folder / "pairs" / "metrics.json"),
+                train=read_metrics(folder / "train" / "metrics.json"),
+                log=read_log(folder / "train" / "log.csv"),
+            )
+        )
+    return rows
+
+
+def model_rows(params: Params, iterations: list[IterationRow]) -> list[ModelRow]:
+    """The base model, then M_{t+1} for each iteration t, from the evaluate metrics.
+
+    Bad cases on domain train come from evaluate (M_{t+1} answers domain train there) and otherwise from
+    the next iteration's select, which counts the same model's bad cases; the two should agree.
+    """
+    select_bad = {it.n: _int(it.select.get("bad_cases")) for it in iterations}
+    found = [("base", "M_1 (base)", 0, read_metrics(Path(params.paths.evaluate_base) / "metrics.json"), None)]
+    for it in iterations:
+        metrics = read_metrics(Path(params.iterations[it.key].dir) / "evaluate" / "metrics.json")
+        found.append((it.key, f"M_{it.n + 1} (after {it.key})", it.n, metrics, it))
+    rows = []
+    for model, label, index, metrics, it in found:
+        bad = _int(metrics.get("train_bad_cases"))
+        rows.append(
+            ModelRow(
+                model=model,
+                label=label,
+                index=index,
+                evaluated=bool(metrics),
+                domain_accuracy=_num(metrics.get("domain_accuracy")),
+                general_accuracy=_num(metrics.get("general_accuracy")),
+                general_nll=_num(metrics.get("general_nll")),
+                train_bad_cases=bad if bad is not None else select_bad.get(index + 1),
+                pairs=_int(it.pairs.get("pairs")) if it else None,
+                steps=_int(it.train.get("steps")) if it else None,
+            )
+        )
+    return rows
+
+
+def baseline_rows(experiments: list[dict[str, Any]], params: Params, root: str | Path) -> list[ModelRow]:
+    """The experiments among ``dvc.api.exp_show()``'s rows that evaluated the first iteration.
+
+    Args:
+        experiments: the flat rows of ``dvc.api.exp_show()``: ``Experiment`` (name), ``rev``, ``typ``, and
+            one column per metric and parameter, named ``<file>:<name>``, or ``<name>`` alone when a single
+            file has that name.
+        root: the DVC repository's root, which the metric file names are relative to.
+    """
+    if not params.iterations:
+        return []
+    first = Path(next(iter(params.iterations.values())).dir)
+
+    def column(stage: str) -> str:
+        return Path(os.path.relpath(os.path.abspath(first / stage / "metrics.json"), root)).as_posix()
+
+    def cell(exp: dict[str, Any], file: str, name: str) -> Any:
+        return exp.get(f"{file}:{name}", exp.get(name))
+
+    evaluate, pairs, train = column("evaluate"), column("pairs"), column("train")
+    rows = []
+    for exp in experiments:
+        # The workspace and the commits are this run itself; experiments are their children.
+        if exp.get("typ") not in ("branch_base", "branch_commit"):
+            continue
+        accuracy = _num(cell(exp, evaluate, "domain_accuracy"))
+        if accuracy is None:
+            continue
+        name = exp.get("Experiment") or exp.get("rev") or "?"
+        objective = cell(exp, DVC_PARAMS_FILE, "train.objective") or "?"
+        data = cell(exp, DVC_PARAMS_FILE, "train.data") or "?"
+        rows.append(
+            ModelRow(
+                model=name,
+                label=f"{name} (train.objective={objective}, train.data={data})",
+                index=None,
+                evaluated=True,
+                domain_accuracy=accuracy,
+                general_accuracy=_num(cell(exp, evaluate, "general_accuracy")),
+                general_nll=_num(cell(exp, evaluate, "general_nll")),
+                train_bad_cases=_int(cell(exp, evaluate, "train_bad_cases")),
+                pairs=_int(cell(exp, pairs, "pairs")),
+                steps=_int(cell(exp, train, "steps")),
+            )
+        )
+    return rows
+
+
+def read_baselines(params: Params) -> tuple[list[ModelRow], str | None]:
+    """The baseline experiments in ``dvc exp show``; ([], why) when they cannot be read."""
+    try:
+        import dvc.api
+        from dvc.exceptions import DvcException
+        from dvc.repo import Repo
+        from scmrepo.exceptions import SCMError
+    except ImportError as exc:
+        return [], f"dvc is not installed ({exc})"
+    try:
+        # find_root first: outside a repo, exp_show alone only says "SCM error".
+        root = Repo.find_root()
+        experiments = dvc.api.exp_show(repo=root)
+    except (DvcException, SCMError) as exc:
+        return [], f"{type(exc).__name__}: {exc}"
+    return baseline_rows(experiments, params, root), None
+
+
+# --- tables -----------------------------------------------------------------------------------------------
+
+
+def _pct(value: float | None) -> str:
+    return MISSING if value is None else f"{value * 100:.1f}"
+
+
+def _delta(value: float | None, base: float | None) -> str:
+    if value is None or base is None:
+        return MISSING
+    return f"{round((value - base) * 100, 1) + 0.0:+.1f}"  # + 0.0: no "-0.0"
+
+
+def _fmt(value: float | int | None, spec: str = "") -> str:
+    return MISSING if value is None else format(value, spec)
+
+
+def _trend(train: dict[str, Any], name: str, spec: str) -> str:
+    """``first → last`` of a quantity train's metrics summarise from the step log."""
+    first, last = _num(train.get(f"{name}_first")), _num(train.get(f"{name}_last"))
+    if first is None or last is None:
+        return MISSING
+    return f"{first:{spec}} → {last:{spec}}"
+
+
+def comparison_table(models: list[ModelRow]) -> Block:
+    """Every model against the base: domain skill, general retention, bad cases left."""
+    base = models[0]
+    rows = []
+    for m in models:
+        name = m.label if m.evaluated else f"{m.label} — not run"
+        rows.append(
+            (
+                name,
+                _pct(m.domain_accuracy),
+                _delta(m.domain_accuracy, base.domain_accuracy),
+                _pct(m.general_accuracy),
+                _delta(m.general_accuracy, base.general_accuracy),
+                _fmt(m.general_nll, ".3f"),
+                _fmt(m.train_bad_cases),
+            )
+        )
+    headers = (
+        "model",
+        "domain test accuracy (%)",
+        "Δ vs base (points)",
+        "general accuracy (%)",
+        "Δ vs base (points)",
+        "general reference NLL",
+        "bad cases on domain train",
+    )
+    return Block("table", headers=headers, rows=rows)
+
+
+def iteration_table(iterations: list[IterationRow]) -> Block:
+    """What each iteration trained on and how the log-probs of chosen and rejected answers moved."""
+    rows = []
+    for it in iterations:
+        pairs = _int(it.pairs.get("pairs"))
+        split = (
+            f"{_fmt(_int(it.pairs.get('bad_case_pairs')))}/{_fmt(_int(it.pairs.get('similar_case_pairs')))}"
+        )
+        rows.append(
+            (
+                f"{it.n} ({it.key})" if it.ran else f"{it.n} ({it.key}) — not run",
+                _fmt(_int(it.select.get("bad_cases"))),
+                MISSING if pairs is None else f"{pairs} ({split})",
+                _fmt(_int(it.train.get("steps"))),
+                _trend(it.train, "loss", ".3f"),
+                _trend(it.train, "logps_chosen", ".1f"),
+                _trend(it.train, "logps_rejected", ".1f"),
+            )
+        )
+    headers = (
+        "iteration t",
+        "bad cases of M_t",
+        "pairs (bad/similar)",
+        "training steps",
+        "loss first → last",
+        "chosen log-prob first → last",
+        "rejected log-prob first → last",
+    )
+    return Block("table", headers=headers, rows=rows)
+
+
+def report_blocks(
+    params: Params,
+    models: list[ModelRow],
+    iterations: list[IterationRow],
+    baselines: bool,
+    baseline_error: str | None,
+) -> list[Block]:
+    """The whole report, top to bottom."""
+    blocks = [
+        Block("h1", "APT report"),
+        Block(
+            "p",
+            "Each APT iteration t trains M_t into M_{t+1}: M_t answers the domain train set, answers whose judge "
+            f"score matches `{params.select.threshold}` are its bad cases, and M_t is trained on preference "
+            "pairs (the reference answer chosen over its own) from those bad cases and from similar cases "
+            f"retrieved from the general pool (objective `{params.train.objective}`, data "
+            f"`{params.train.data}`). Domain test accuracy measures the skill being taught; general accuracy and "
+            "the general reference NLL (lower is better) measure what the model keeps of its general skills; "
+            "the bad cases on domain train should fall from one model to the next. Deltas are in percentage "
+            "points against the base model; baselines are DVC experiments one parameter away from this run.",
+        ),
+        Block("h2", "Models"),
+        comparison_table(models),
+    ]
+    if baselines and baseline_error is not None:
+        blocks.append(Block("p", f"Baselines could not be read from `dvc exp show`: {baseline_error}"))
+    elif baselines and not any(m.index is None for m in models):
+        blocks.append(
+            Block(
+                "p",
+                "No baseline experiments found in `dvc exp show` (e.g. `dvc exp run -n continued-sft "
+                "-S train.objective=sft evaluate@iter_1`).",
+            )
+        )
+    blocks += [
+        Block("h2", "Iterations"),
+        iteration_table(iterations),
+        Block("h2", "Plots"),
+        Block("img", "bad_cases.png", "bad cases on domain train per model"),
+        Block("img", "accuracy.png", "domain and general accuracy and general reference NLL per model"),
+        Block("img", "logps.png", "chosen and rejected log-probs per training step"),
+    ]
+    return blocks
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    out = []
+    for b in blocks:
+        if b.kind == "h1":
+            out.append(f"# {b.text}")
+        elif b.kind == "h2":
+            out.append(f"## {b.text}")
+        elif b.kind == "p":
+            out.append(b.text)
+        elif b.kind == "img":
+            out.append(f"![{b.alt}]({b.text})")
+        else:
+            lines = ["| " + " | ".join(map(_md_cell, b.headers)) + " |", "|" + "---|" * len(b.headers)]
+            lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in b.rows]
+            out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+def _html_text(text: str) -> str:
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+CSS = (
+    "body{font-family:sans-serif;max-width:70em;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em}"
+    "th{background:#f4f4f4}td{text-align:right}td:first-child{text-align:left}img{max-width:100%}"
+)
+
+
+def to_html(blocks: list[Block]) -> str:
+    out = []
+    for b in blocks:
+        if b.kind in ("h1", "h2", "p"):
+            out.append(f"<{b.kind}>{_html_text(b.text)}</{b.kind}>")
+        elif b.kind == "img":
+            out.append(f'<p><img src="{html.escape(b.text)}" alt="{html.escape(b.alt)}"></p>')
+        else:
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.headers)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in b.rows
+            )
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    page = (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>APT report</title>'
+        f"<style>{CSS}</style></head>\n<body>\n" + "\n".join(out) + "\n</body></html>\n"
+    )
+    # Character references: the page reads right whatever encoding the file was written in.
+    return page.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def summary_frame(models: list[ModelRow]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{name: getattr(m, name) for name in SUMMARY_SCHEMA} for m in models], schema=SUMMARY_SCHEMA
+    )
+
+
+# --- plots ------------------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_png(fig, path: Path) -> None:
+    """Write ``fig`` atomically (no Software tag, so an unchanged plot is an unchanged file) and close it."""
+    plt = _pyplot()
+    fd, tmp = atomic_path(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+BASELINE_MARKERS = ("D", "^", "v", "P", "X", "*")
+
+
+def _model_axis(ax, models: list[ModelRow]) -> None:
+    """x ticks for every planned model (not run yet too), so the plots of a run in progress keep their axis."""
+    own = [m for m in models if m.index is not None]
+    ax.set_xticks([m.index for m in own], [m.label.replace(" ", "\n", 1) for m in own], fontsize=8)
+    ax.set_xlabel("model")
+    ax.grid(alpha=0.3)
+
+
+def _series(ax, models: list[ModelRow], attr: str, scale: float, label: str, style: str, color: str) -> bool:
+    """The iteration models' ``attr`` as a line, each baseline's as a point at x = 1 (the iteration it
+    replaces). Returns whether anything was drawn."""
+    points = [
+        (m.index, getattr(m, attr) * scale)
+        for m in models
+        if m.index is not None and getattr(m, attr) is not None
+    ]
+    if points:
+        ax.plot([x for x, _ in points], [y for _, y in points], style, color=color, label=label)
+    drawn = bool(points)
+    for i, m in enumerate(m for m in models if m.index is None):
+        value = getattr(m, attr)
+        if value is not None:
+            ax.plot(
+                [1],
+                [value * scale],
+                BASELINE_MARKERS[i % len(BASELINE_MARKERS)],
+                color=color,
+                markersize=8,
+                markeredgecolor="black",
+                label=f"{label}: {m.model}",
+            )
+            drawn = True
+    return drawn
+
+
+def _no_data(ax, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} yet", transform=ax.transAxes, ha="center", va="center", color="gray")
+
+
+def plot_bad_cases(models: list[ModelRow], path: Path) -> None:
+    """Bad cases on domain train per model: the curve APT should push down."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if _series(ax, models, "train_bad_cases", 1.0, "bad cases", "o-", "C3"):
+        ax.legend(fontsize=8)
+    else:
+        _no_data(ax, "bad cases")
+    _model_axis(ax, models)
+    ax.set_ylabel("bad cases on domain train")
+    ax.set_title("Bad cases on domain train", fontsize=10)
+    fig.tight_layout()
+    _save_png(fig, path)
+
+
+def plot_accuracy(models: list[ModelRow], path: Path) -> None:
+    """Domain and general accuracy (%) per model, and the general reference NLL beside them."""
+    plt = _pyplot()
+    fig, (acc, nll) = plt.subplots(1, 2, figsize=(11, 4))
+    drawn = _series(acc, models, "domain_accuracy", 100.0, "domain accuracy", "o-", "C0")
+    drawn = _series(acc, models, "general_accuracy", 100.0, "general accuracy", "s-", "C1") or drawn
+    if drawn:
+        acc.legend(fontsize=7)
+    else:
+        _no_data(acc, "evaluations")
+    acc.set_ylabel("accuracy (%)")
+    acc.set_title("Domain test and general accuracy", fontsize=10)
+    if _series(nll, models, "general_nll", 1.0, "general NLL", "o-", "C2"):
+        nll.legend(fontsize=7)
+    else:
+        _no_data(nll, "evaluations")
+    nll.set_ylabel("mean NLL of the references (lower is better)")
+    nll.set_title("General reference NLL", fontsize=10)
+    for ax in (acc, nll):
+        _model_axis(ax, models)
+    fig.tight_layout()
+    _save_png(fig, path)
+
+
+def plot_logps(iterations: list[IterationRow], path: Path) -> None:
+    """Log-probs of chosen and rejected answers per training step: chosen should rise over rejected."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    drawn = False
+    for i, it in enumerate(iterations):
+        if it.log is None or not {"step", "logps_chosen", "logps_rejected"} <= set(it.log.columns):
+            continue  # not trained yet, or an SFT log
+        for side, style in (("chosen", "-"), ("rejected", "--")):
+            steps = it.log.select("step", f"logps_{side}").drop_nulls()
+            ax.plot(steps["step"], steps[f"logps_{side}"], style, color=f"C{i}", label=f"{it.key} {side}")
+            drawn = True
+    if drawn:
+        ax.legend(fontsize=8)
+    else:
+        _no_data(ax, "preference-training logs")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("log-prob of the answer")
+    ax.set_title("Chosen (solid) and rejected (dashed) log-probs per step", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save_png(fig, path)
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+
+def write_report(params: Params, baselines: bool = True) -> str:
+    """Write report.md, report.html, summary.csv and the PNG plots under ``paths.report``.
+
+    Args:
+        baselines: add the baseline experiments of ``dvc exp show`` (a failed lookup is one line in the
+            report, not an error).
+
+    Returns:
+        The path of report.md.
+
+    Raises:
+        DataError: a metrics file that is not valid JSON, or a step log that is not a readable CSV.
+    """
+    iterations = iteration_rows(params)
+    models = model_rows(params, iterations)
+    baseline_error = None
+    if baselines:
+        found, baseline_error = read_baselines(params)
+        models += found
+    out = Path(params.paths.report)
+    out.mkdir(parents=True, exist_ok=True)
+    blocks = report_blocks(params, models, iterations, baselines, baseline_error)
+    write_text_atomic(summary_frame(models).write_csv(), out / "summary.csv")
+    plot_bad_cases(models, out / "bad_cases.png")
+    plot_accuracy(models, out / "accuracy.png")
+    plot_logps(iterations, out / "logps.png")
+    write_text_atomic(to_html(blocks), out / "report.html")
+    return str(write_text_atomic(to_markdown(blocks), out / "report.md"))

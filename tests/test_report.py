@@ -1,0 +1,321 @@
+"""datakit report: hand-made metrics of a run where the base and iteration 1 ran and iteration 2 has not."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import polars as pl
+import pytest
+import yaml
+
+from datakit.config import Params, load_params
+from datakit.errors import DataError
+from datakit.report import baseline_rows, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+OUTPUTS = ["accuracy.png", "bad_cases.png", "logps.png", "report.html", "report.md", "summary.csv"]
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def _params(root: Path) -> Params:
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["paths"].update(evaluate_base="data/evaluate_base", report="data/report")
+    data["iterations"] = {
+        "iter_1": {
+            "n": 1,
+            "model_in": "data/base_model",
+            "model_out": "data/iter_1/train/model",
+            "dir": "data/iter_1",
+        },
+        "iter_2": {
+            "n": 2,
+            "model_in": "data/iter_1/train/model",
+            "model_out": "data/iter_2/train/model",
+            "dir": "data/iter_2",
+        },
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_params(root / "params.yaml")
+
+
+def _evaluation(model: str, n: int, domain: float, general: float, nll: float, bad: int) -> dict:
+    return {
+        "model": model,
+        "iteration": n,
+        "domain_accuracy": domain,
+        "general_accuracy": general,
+        "general_nll": nll,
+        "train_bad_cases": bad,
+        "train_bad_rate": bad / 300,
+        "domain_test_rows": 150,
+        "general_eval_rows": 200,
+        "domain_train_rows": 300,
+        "seconds": 12.5,
+    }
+
+
+def _write_run(root: Path) -> None:
+    """Base evaluated, iteration 1 run through train and evaluate; iteration 2 not started."""
+    _write_json(
+        root / "data/evaluate_base/metrics.json", _evaluation("data/base_model", 0, 0.02, 0.45, 2.5, 290)
+    )
+    it = root / "data/iter_1"
+    # select says 291 for the base model, evaluate 290: the report prefers evaluate's own count.
+    _write_json(
+        it / "select/metrics.json",
+        {"bad_cases": 291, "bad_case_rate": 0.97, "judged": 300, "scored": 300, "threshold": "<4"},
+    )
+    _write_json(
+        it / "pairs/metrics.json",
+        {
+            "pairs": 400,
+            "bad_case_pairs": 290,
+            "similar_case_pairs": 110,
+            "dropped_identical": 1,
+            "dropped_no_answer": 0,
+        },
+    )
+    _write_json(
+        it / "train/metrics.json",
+        {
+            "objective": "dpo_sft",
+            "trainer": "dpo",
+            "data": "pairs",
+            "rows": 400,
+            "steps": 25,
+            "train_loss": 0.55,
+            "train_seconds": 30.0,
+            "loss_first": 0.693,
+            "loss_last": 0.41,
+            "logps_chosen_first": -120.5,
+            "logps_chosen_last": -80.5,
+            "logps_rejected_first": -110.0,
+            "logps_rejected_last": -150.0,
+        },
+    )
+    (it / "train/log.csv").write_text(
+        "step,epoch,loss,learning_rate,grad_norm,rewards_chosen,rewards_rejected,rewards_margins,"
+        "rewards_accuracies,logps_chosen,logps_rejected\n"
+        "5,0.2,0.69,1e-5,1.0,0.0,0.0,0.0,0.5,-120.5,-110.0\n"
+        "10,0.4,0.55,1e-5,1.0,0.1,-0.1,0.2,0.7,-100.0,-130.0\n"
+        "15,0.6,,1e-5,1.0,0.2,-0.2,0.4,0.9,-80.5,-150.0\n"
+    )
+    _write_json(it / "evaluate/metrics.json", _evaluation("data/iter_1/train/model", 1, 0.09, 0.44, 2.6, 250))
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Params:
+    monkeypatch.chdir(tmp_path)
+    params = _params(tmp_path)
+    _write_run(tmp_path)
+    return params
+
+
+def _line(md: str, start: str) -> str:
+    (line,) = [line for line in md.splitlines() if line.startswith(start)]
+    return line
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_report_tables_plots_and_summary(run: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import dvc.api
+
+    def no_lookup(*args, **kwargs):
+        raise AssertionError("baselines=False must not call dvc exp show")
+
+    monkeypatch.setattr(dvc.api, "exp_show", no_lookup)
+    path = write_report(run, baselines=False)
+
+    report = tmp_path / "data/report"
+    assert Path(path) == Path("data/report/report.md")
+    assert sorted(p.name for p in report.iterdir()) == OUTPUTS  # no temp files left behind
+    md = (report / "report.md").read_text()
+    # domain: 2.0% -> 9.0% = +7.0 points; general: 45.0% -> 44.0% = -1.0 point.
+    assert _cells(_line(md, "| M_1 (base)")) == ["M_1 (base)", "2.0", "+0.0", "45.0", "+0.0", "2.500", "290"]
+    assert _cells(_line(md, "| M_2 (after iter_1)")) == [
+        "M_2 (after iter_1)",
+        "9.0",
+        "+7.0",
+        "44.0",
+        "-1.0",
+        "2.600",
+        "250",
+    ]
+    assert _cells(_line(md, "| M_3 (after iter_2)")) == ["M_3 (after iter_2) — not run"] + ["—"] * 6
+    assert _cells(_line(md, "| 1 (iter_1)")) == [
+        "1 (iter_1)",
+        "291",
+        "400 (290/110)",
+        "25",
+        "0.693 → 0.410",
+        "-120.5 → -80.5",
+        "-110.0 → -150.0",
+    ]
+    assert _cells(_line(md, "| 2 (iter_2)")) == ["2 (iter_2) — not run"] + ["—"] * 6
+    assert "could not be read" not in md and "No baseline experiments" not in md  # no lookup, no line
+    for name in ("bad_cases.png", "accuracy.png", "logps.png"):
+        assert f"]({name})" in md
+        data = (report / name).read_bytes()
+        assert data.startswith(PNG_MAGIC)
+        assert matplotlib.image.imread(report / name).ndim == 3
+
+    page = (report / "report.html").read_text()
+    assert page.count("<table>") == 2
+    assert '<img src="accuracy.png"' in page
+    assert "<td>+7.0</td>" in page
+    assert "<code>&lt;4</code>" in page  # the threshold, escaped
+
+    summary = pl.read_csv(report / "summary.csv")
+    assert summary.columns == [
+        "model",
+        "label",
+        "domain_accuracy",
+        "general_accuracy",
+        "general_nll",
+        "train_bad_cases",
+        "pairs",
+        "steps",
+    ]
+    assert summary["model"].to_list() == ["base", "iter_1", "iter_2"]
+    assert summary["domain_accuracy"].to_list() == [0.02, 0.09, None]
+    assert summary["train_bad_cases"].to_list() == [290, 250, None]
+    assert summary["pairs"].to_list() == [None, 400, None]
+    assert summary["steps"].to_list() == [None, 25, None]
+
+
+def test_bad_cases_fall_back_to_select(run: Params, tmp_path: Path):
+    """Without evaluate's own count, the base model's bad cases are what iteration 1's select found."""
+    base = tmp_path / "data/evaluate_base/metrics.json"
+    metrics = json.loads(base.read_text())
+    del metrics["train_bad_cases"]
+    _write_json(base, metrics)
+    write_report(run, baselines=False)
+    assert pl.read_csv(tmp_path / "data/report/summary.csv")["train_bad_cases"].to_list() == [291, 250, None]
+
+
+def test_nothing_run_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    md = Path(write_report(_params(tmp_path), baselines=False)).read_text()
+    assert "M_1 (base) — not run" in md
+    assert (tmp_path / "data/report/logps.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_baselines_outside_a_repo(run: Params, tmp_path: Path):
+    md = Path(write_report(run, baselines=True)).read_text()
+    line = _line(md, "Baselines could not be read")
+    assert "NotDvcRepoError" in line
+    assert "not inside of a DVC repository" in line
+    assert pl.read_csv(tmp_path / "data/report/summary.csv")["model"].to_list() == [
+        "base",
+        "iter_1",
+        "iter_2",
+    ]
+
+
+def test_invalid_json_names_the_file(run: Params, tmp_path: Path):
+    bad = Path("data/iter_1/train/metrics.json")
+    (tmp_path / bad).write_text('{"steps": 25,')
+    with pytest.raises(DataError, match="not valid JSON") as exc:
+        write_report(run, baselines=False)
+    assert Path(exc.value.file) == bad
+
+
+def test_baseline_rows_from_exp_show(run: Params, tmp_path: Path):
+    """The flat rows of dvc.api.exp_show() (shape taken from dvc 3.67): experiments only, labelled by params."""
+    common = {
+        "Created": "09:28 PM",
+        "Executor": None,
+        "State": None,
+        "parent": None,
+        "data/evaluate_base/metrics.json:domain_accuracy": 0.02,
+        "train.data": "pairs",
+    }
+    experiments = [
+        {**common, "Experiment": None, "rev": "workspace", "typ": "baseline", "Created": None,
+         "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.09, "train.objective": "dpo_sft"},
+        {**common, "Experiment": None, "rev": "master", "typ": "baseline",
+         "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.09, "train.objective": "dpo_sft"},
+        {**common, "Experiment": "continued-sft", "rev": "62186a8", "typ": "branch_commit",
+         "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.05,
+         "data/iter_1/evaluate/metrics.json:general_accuracy": 0.4,
+         "data/iter_1/evaluate/metrics.json:train_bad_cases": 270.0,
+         "data/iter_1/train/metrics.json:steps": 30.0,
+         "general_nll": 2.7, "train.objective": "sft"},
+        # evaluate@iter_1 not run in this one: not a baseline to compare.
+        {**common, "Experiment": "half-done", "rev": "1234567", "typ": "branch_base",
+         "data/iter_1/evaluate/metrics.json:domain_accuracy": None, "train.objective": "sft"},
+    ]  # fmt: skip
+    (row,) = baseline_rows(experiments, run, tmp_path)
+    assert row.model == "continued-sft"
+    assert row.label == "continued-sft (train.objective=sft, train.data=pairs)"
+    assert (row.domain_accuracy, row.general_accuracy, row.general_nll) == (0.05, 0.4, 2.7)
+    assert (row.train_bad_cases, row.steps, row.pairs, row.index) == (270, 30, None, None)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_baselines_from_a_real_experiment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A tmp git + DVC repo whose evaluate@iter_1 stage writes a domain accuracy from train.objective."""
+    from dvc.cli import main as dvc_main
+
+    monkeypatch.chdir(tmp_path)
+    params = _params(tmp_path)
+    _write_run(tmp_path)
+    Path("evaluate.py").write_text(
+        "import json, yaml\n"
+        "objective = yaml.safe_load(open('params.yaml'))['train']['objective']\n"
+        "metrics = {'domain_accuracy': {'sft': 0.05}.get(objective, 0.09), 'general_accuracy': 0.4}\n"
+        "json.dump(metrics, open('data/iter_1/evaluate/metrics.json', 'w'))\n"
+    )
+    Path("dvc.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "stages": {
+                    "evaluate": {
+                        "foreach": {"iter_1": {"dir": "data/iter_1"}},
+                        "do": {
+                            "cmd": f"{sys.executable} evaluate.py",
+                            "deps": ["evaluate.py"],
+                            "params": ["train.objective"],
+                            "metrics": [{"${item.dir}/evaluate/metrics.json": {"cache": False}}],
+                        },
+                    }
+                }
+            }
+        )
+    )
+    Path(".gitignore").write_text("data/report/\n")
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    for name in ("GIT_AUTHOR", "GIT_COMMITTER"):
+        monkeypatch.setenv(f"{name}_NAME", "t")
+        monkeypatch.setenv(f"{name}_EMAIL", "t@t")
+    subprocess.run(["git", "init", "-q"], check=True)
+    assert dvc_main(["init", "-q"]) == 0
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run(["git", "commit", "-qm", "run"], check=True)
+    # In-process (no second dvc import): the stage runs with this interpreter as its subprocess.
+    assert (
+        dvc_main(["exp", "run", "-q", "-n", "continued-sft", "-S", "train.objective=sft", "evaluate@iter_1"])
+        == 0
+    )
+
+    write_report(params, baselines=True)
+    summary = pl.read_csv("data/report/summary.csv")
+    assert summary["model"].to_list() == ["base", "iter_1", "iter_2", "continued-sft"]
+    assert summary["label"][3] == "continued-sft (train.objective=sft, train.data=pairs)"
+    assert summary["domain_accuracy"][3] == 0.05
+    md = Path("data/report/report.md").read_text()
+    assert _cells(_line(md, "| continued-sft"))[1:3] == ["5.0", "+3.0"]
+    assert "could not be read" not in md

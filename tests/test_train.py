@@ -1,0 +1,146 @@
+"""train: TRL configs from params, and real training steps on the tiny model."""
+
+import dataclasses
+import math
+
+import polars as pl
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_pairs import answers, bad_cases, bad_tags, similar
+
+from datakit.config import TrainConfig
+from datakit.errors import ConfigError
+from datakit.pairs import build_pairs
+from datakit.train import build_trainer, log_summary, save_models, step_log, trainer_kind, trl_config
+
+LORA = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj", "down_proj"]}
+
+
+def cfg(**kw) -> TrainConfig:
+    base = {
+        "args": {"learning_rate": 0.05, "per_device_train_batch_size": 4, "max_steps": 2, "logging_steps": 1},
+        "dpo": {"beta": 0.5, "max_length": 64},
+        "sft": {"max_length": 64},
+        "lora": LORA,
+    }
+    return TrainConfig(**{**base, **kw})
+
+
+def test_dpo_sft_is_trl_sigmoid_plus_weighted_sft(tmp_path):
+    args = trl_config(cfg(alpha=0.5), tmp_path, "cpu")
+    assert type(args).__name__ == "DPOConfig"
+    assert (args.loss_type, args.loss_weights) == (["sigmoid", "sft"], [1.0, 0.5])
+    assert (args.beta, args.learning_rate, args.use_cpu, args.bf16) == (0.5, 0.05, True, False)
+    assert trl_config(cfg(objective="dpo"), tmp_path, "cpu").loss_type == ["sigmoid"]
+    assert type(trl_config(cfg(objective="orpo", dpo={}), tmp_path, "cpu")).__name__ == "ORPOConfig"
+    assert type(trl_config(cfg(objective="sft", dpo={}), tmp_path, "cpu")).__name__ == "SFTConfig"
+
+
+def test_domain_and_mixed_data_train_with_sft():
+    assert [trainer_kind(cfg(data=d)) for d in ("pairs", "domain", "mixed")] == ["dpo", "sft", "sft"]
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"args": {"learning_rat": 1.0}}, "train.args.learning_rat: not a DPOConfig setting"),
+        ({"dpo": {"bta": 0.1}}, "train.dpo.bta: not a DPOConfig setting"),
+        # An SFT run refuses a DPO-only key put in the shared section.
+        ({"objective": "sft", "args": {"beta": 0.1}}, "train.args.beta: not a SFTConfig setting"),
+        ({"args": {"lr_scheduler_type": "wobbly"}}, "train (DPOConfig):"),
+    ],
+)
+def test_bad_trl_keys_name_the_key(tmp_path, kw, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        trl_config(cfg(**kw), tmp_path, "cpu")
+
+
+def test_bad_lora_key_names_the_key():
+    from datakit.train import lora_config
+
+    with pytest.raises(ConfigError, match="train.lora.rank: not a LoraConfig setting"):
+        lora_config(cfg(lora={"rank": 4}))
+
+
+def tiny_pairs() -> pl.DataFrame:
+    pairs, _ = build_pairs(bad_cases(), bad_tags(), similar(), answers(), iteration=1)
+    return pl.concat([pairs, pairs.head(1)])  # 4 pairs: one batch
+
+
+def lora_weights(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+
+
+def test_two_dpo_steps_change_the_lora_weights_and_lower_the_dpo_loss(tiny_model, tmp_path):
+    trainer = build_trainer(cfg(objective="dpo"), str(tiny_model), tiny_pairs(), tmp_path / "out", "cpu")
+    before = lora_weights(trainer.model)
+    # peft starts lora_B at zero, so the adapter is off until a step moves it.
+    assert before and all(not w.any() for n, w in before.items() if "lora_B" in n)
+    trainer.train()
+    after = lora_weights(trainer.model)
+    changed = [n for n in before if not torch.equal(before[n], after[n])]
+    assert len(changed) == len(before)
+    log = step_log(trainer.state.log_history)
+    assert log["step"].to_list() == [1, 2]
+    # Step 1: policy = reference, so every reward margin is 0 and the sigmoid loss is -log(sigmoid(0)) = log 2.
+    assert log["loss"][0] == pytest.approx(math.log(2), abs=1e-4)
+    # Step 2 sees the same batch (4 pairs, batch size 4) after one update: the DPO loss fell.
+    assert log["loss"][1] < log["loss"][0] - 1e-3
+    assert log["rewards_margins"][1] > 0
+
+
+def test_dpo_sft_adds_the_weighted_chosen_nll(tiny_model, tmp_path):
+    pairs = tiny_pairs()
+    dpo = build_trainer(
+        cfg(objective="dpo", args={**cfg().args, "max_steps": 1}),
+        str(tiny_model),
+        pairs,
+        tmp_path / "a",
+        "cpu",
+    )
+    dpo.train()
+    both = build_trainer(
+        cfg(args={**cfg().args, "max_steps": 1}), str(tiny_model), pairs, tmp_path / "b", "cpu"
+    )
+    both.train()
+    first_dpo, first_both = step_log(dpo.state.log_history), step_log(both.state.log_history)
+    # Same weights at step 1, so the losses differ by alpha * the mean NLL per chosen token. A random model's
+    # per-token NLL is about log(vocab) = log(384) = 5.95, so the difference is about 0.5 * 5.95 = 3.
+    assert first_dpo["loss"][0] == pytest.approx(math.log(2), abs=1e-4)
+    assert 2.0 < first_both["loss"][0] - first_dpo["loss"][0] < 4.0
+
+
+def test_save_writes_the_adapter_and_a_merged_model_that_differs_from_m_t(tiny_model, tmp_path):
+    trainer = build_trainer(cfg(), str(tiny_model), tiny_pairs(), tmp_path / "out", "cpu")
+    trainer.train()
+    save_models(trainer, trainer.processing_class, tmp_path / "adapter", tmp_path / "model")
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    merged = load_file(tmp_path / "model" / "model.safetensors")
+    base = load_file(tiny_model / "model.safetensors")
+    assert set(merged) == set(base)  # plain weights: no lora_ keys left after merging
+    assert not torch.equal(
+        merged["model.layers.0.self_attn.q_proj.weight"], base["model.layers.0.self_attn.q_proj.weight"]
+    )
+    assert torch.equal(merged["model.embed_tokens.weight"], base["model.embed_tokens.weight"])
+
+
+def test_sft_trains_on_the_chosen_answers_only(tiny_model, tmp_path):
+    trainer = build_trainer(
+        cfg(objective="sft", dpo={}), str(tiny_model), tiny_pairs(), tmp_path / "out", "cpu"
+    )
+    trainer.train()
+    log = step_log(trainer.state.log_history)
+    assert type(trainer).__name__ == "SFTTrainer" and log.height == 2
+    assert "logps_chosen" not in log.columns and log["loss"][1] < log["loss"][0]
+
+
+def test_log_summary_averages_the_first_and_last_fifth():
+    log = pl.DataFrame({"step": list(range(1, 11)), "loss": [float(i) for i in range(10, 0, -1)]})
+    # 10 steps: fifths of 2 -> first (10 + 9) / 2, last (2 + 1) / 2.
+    assert log_summary(log) == {"logged_steps": 10, "loss_first": 9.5, "loss_last": 1.5}
+
+
+def test_trainconfig_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg().alpha = 1.0
