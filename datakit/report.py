@@ -25,7 +25,8 @@ import polars as pl
 
 from datakit.config import Params
 from datakit.errors import DataError
-from datakit.schemas import atomic_path, write_text_atomic
+from datakit.plots import pyplot, save_png
+from datakit.schemas import write_text_atomic
 
 MISSING = "—"
 DVC_PARAMS_FILE = "params.yaml"  # where `dvc exp run -S` sets a parameter (DVC's default params file)
@@ -434,29 +435,6 @@ def summary_frame(models: list[ModelRow]) -> pl.DataFrame:
 # --- plots ------------------------------------------------------------------------------------------------
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save_png(fig, path: Path) -> None:
-    """Write ``fig`` atomically (no Software tag, so an unchanged plot is an unchanged file) and close it."""
-    plt = _pyplot()
-    fd, tmp = atomic_path(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 BASELINE_MARKERS = ("D", "^", "v", "P", "X", "*")
 
 
@@ -501,7 +479,7 @@ def _no_data(ax, what: str) -> None:
 
 def plot_bad_cases(models: list[ModelRow], path: Path) -> None:
     """Bad cases on domain train per model: the curve APT should push down."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     if _series(ax, models, "train_bad_cases", 1.0, "bad cases", "o-", "C3"):
         ax.legend(fontsize=8)
@@ -511,12 +489,12 @@ def plot_bad_cases(models: list[ModelRow], path: Path) -> None:
     ax.set_ylabel("bad cases on domain train")
     ax.set_title("Bad cases on domain train", fontsize=10)
     fig.tight_layout()
-    _save_png(fig, path)
+    save_png(fig, path)
 
 
 def plot_accuracy(models: list[ModelRow], path: Path) -> None:
     """Domain and general accuracy (%) per model, and the general reference NLL beside them."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (acc, nll) = plt.subplots(1, 2, figsize=(11, 4))
     drawn = _series(acc, models, "domain_accuracy", 100.0, "domain accuracy", "o-", "C0")
     drawn = _series(acc, models, "general_accuracy", 100.0, "general accuracy", "s-", "C1") or drawn
@@ -535,12 +513,12 @@ def plot_accuracy(models: list[ModelRow], path: Path) -> None:
     for ax in (acc, nll):
         _model_axis(ax, models)
     fig.tight_layout()
-    _save_png(fig, path)
+    save_png(fig, path)
 
 
 def plot_logps(iterations: list[IterationRow], path: Path) -> None:
     """Log-probs of chosen and rejected answers per training step: chosen should rise over rejected."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     drawn = False
     for i, it in enumerate(iterations):
@@ -559,7 +537,7 @@ def plot_logps(iterations: list[IterationRow], path: Path) -> None:
     ax.set_title("Chosen (solid) and rejected (dashed) log-probs per step", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    _save_png(fig, path)
+    save_png(fig, path)
 
 
 # --- the command ------------------------------------------------------------------------------------------

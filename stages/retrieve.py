@@ -12,7 +12,6 @@ Run: ``datakit retrieve --iteration iter_1`` (``dvc repro retrieve@iter_1``).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -22,9 +21,10 @@ from datakit.config import Iteration, Params
 from datakit.embed import Embedder
 from datakit.errors import DataError
 from datakit.index import index_meta, open_index
+from datakit.plots import pyplot, save_png
 from datakit.retrieve import SIMILAR_CASES, Searcher, diagnostics, guard_count, retrieve, tag_distribution
 from datakit.runlog import summary_line, write_json
-from datakit.schemas import BAD_CASES, atomic_path, read_table, write_table, write_text_atomic
+from datakit.schemas import BAD_CASES, read_table, write_table, write_text_atomic
 from datakit.tags import TAGS, make_tagger
 from stages import index, select, tag
 
@@ -38,11 +38,7 @@ def output(it: Iteration) -> Path:
 
 def plot_tags(dist: pl.DataFrame, path: Path, title: str, top: int = 25) -> None:
     """Horizontal bars: each tag's share among bad cases and among retrieved rows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     df = dist.head(top).reverse()
     fig, ax = plt.subplots(figsize=(8, 0.3 * max(df.height, 4) + 1.2))
     y = range(df.height)
@@ -53,15 +49,7 @@ def plot_tags(dist: pl.DataFrame, path: Path, title: str, top: int = 25) -> None
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fd, tmp = atomic_path(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_png(fig, path)
 
 
 def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:

@@ -10,7 +10,6 @@ Run: ``datakit train --iteration iter_1`` (``dvc repro train@iter_1``).
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -24,8 +23,9 @@ from datakit.errors import DatakitError
 from datakit.loaders import load_examples
 from datakit.models import replace_dir
 from datakit.pairs import PREFERENCE_PAIRS
+from datakit.plots import pyplot, save_png
 from datakit.runlog import summary_line, write_json
-from datakit.schemas import atomic_path, read_table, write_text_atomic
+from datakit.schemas import read_table, write_text_atomic
 from datakit.train import build_trainer, examples_as_sft, log_summary, save_models, step_log, trainer_kind
 from stages import pairs
 
@@ -50,11 +50,7 @@ def training_rows(params: Params, it: Iteration) -> pl.DataFrame:
 
 def plot_logps(log: pl.DataFrame, path: Path, title: str) -> None:
     """Chosen and rejected log-probs per step (APT's Figure 5); the loss when the objective logs no log-probs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     columns = [c for c in ("logps_chosen", "logps_rejected") if c in log.columns] or ["loss"]
     for col in columns:
@@ -65,15 +61,7 @@ def plot_logps(log: pl.DataFrame, path: Path, title: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.legend()
     fig.tight_layout()
-    fd, tmp = atomic_path(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_png(fig, path)
 
 
 def run(params: Params, iteration: str, progress: bool = True) -> dict:

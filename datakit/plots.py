@@ -1,0 +1,32 @@
+"""Matplotlib, headless, and the one way a plot is written (atomically, with stable bytes)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from datakit.schemas import atomic_path
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (no display needed), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig, path: str | Path) -> Path:
+    """Write ``fig`` atomically (no Software tag, so an unchanged plot is an unchanged file) and close it."""
+    fd, tmp = atomic_path(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
+        os.replace(tmp, path)
+    finally:
+        pyplot().close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return Path(path)
