@@ -51,7 +51,7 @@ def tiny_params(root: Path, model: Path, **overrides) -> dict:
     params["train"]["args"].update(per_device_train_batch_size=4, learning_rate=1e-3)
     params["train"]["lora"].update(r=4, lora_alpha=8)
     for name in ("dpo", "orpo", "sft"):
-        params["train"][name]["max_length"] = 64
+        params["train"][name]["max_length"] = 256
     for section, values in overrides.items():
         params[section].update(values)
     return params

@@ -25,7 +25,10 @@ def test_repo_params_load():
         ({"generate": {"openai": {"api_key": "sk-123"}}}, "generate.openai.api_key: unknown key"),
         ({"judge": {"generation": {"temperature": "hot"}}}, "judge.generation.temperature: expected float"),
         ({"data": {"domain_train": {"path": 3}}}, "data.domain_train.path: expected str, got 3"),
-        ({"iterations": {"iter_1": {"n": 1, "dir": "x"}}}, "iterations.iter_1.model_in: missing"),
+        (
+            {"iterations": {"iter_1": {"n": 1, "model_out": "b", "dir": "x"}}},
+            "iterations.iter_1.model_in: missing",
+        ),
         ({"trainning": {}}, "trainning: unknown key"),
         ({"select": {"threshold": "<6"}}, "select.threshold: expected an operator"),
         ({"judge": {"retries": -1}}, "judge.retries: must be >= 0"),
@@ -44,6 +47,21 @@ def test_repo_params_load():
         ({"index": {"nprobes": 0}}, "index.nprobes: must be >= 1, got 0"),
         ({"retrieve": {"mmr_lambda": 2}}, "retrieve.mmr_lambda: must be within 0-1"),
         ({"retrieve": {"scale": 0}}, "retrieve.scale: must be >= 1, got 0"),
+        ({"retrieve": {"max_ratio": -1}}, "retrieve.max_ratio: must be >= 0"),
+        (
+            {"train": {"objective": "ppo"}},
+            "train.objective: expected one of ['dpo_sft', 'dpo', 'orpo', 'sft']",
+        ),
+        ({"train": {"data": "all"}}, "train.data: expected one of ['pairs', 'domain', 'mixed']"),
+        ({"train": {"alpha": -0.5}}, "train.alpha: must be >= 0"),
+        ({"train": {"dpo": {"loss_type": ["ipo"]}}}, "train.dpo.loss_type: set by datakit"),
+        ({"train": {"lora": [4]}}, "train.lora: expected a mapping"),
+        ({"evaluate": {"general_judge": "bleu"}}, "evaluate.general_judge: expected one of ['match', 'llm']"),
+        ({"evaluate": {"nll_batch_size": 0}}, "evaluate.nll_batch_size: must be >= 1"),
+        (
+            {"iterations": {"iter_1": {"n": 1, "model_in": "a", "dir": "x"}}},
+            "iterations.iter_1.model_out: missing",
+        ),
     ],
 )
 def test_bad_key_or_type_names_the_key(tmp_path, patch, message):

@@ -144,3 +144,46 @@ def test_log_summary_averages_the_first_and_last_fifth():
 def test_trainconfig_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg().alpha = 1.0
+
+
+def test_train_stage_domain_baseline_writes_m2_and_refuses_empty_pairs(project):
+    import json
+
+    import yaml
+    from conftest import write_params
+    from typer.testing import CliRunner
+
+    from datakit.cli import app
+    from datakit.pairs import PREFERENCE_PAIRS
+    from datakit.schemas import write_table
+
+    runner = CliRunner()
+    for cmd in (["synth"], ["base_model"]):
+        assert runner.invoke(app, cmd).exit_code == 0
+    write_table(
+        PREFERENCE_PAIRS.empty(), project / "data/iter_1/pairs/preference_pairs.parquet", PREFERENCE_PAIRS
+    )
+    result = runner.invoke(app, ["train", "--iteration", "iter_1", "--no-progress"])
+    assert result.exit_code == 1 and "no training rows (pairs)" in result.output
+    assert not (project / "data/iter_1/train/model").exists()
+
+    # The domain-SFT baseline is one param away: it trains on the domain train set, no pairs needed.
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["data"] = "domain"
+    params["train"]["args"]["max_steps"] = 2
+    params["train"]["sft"]["max_length"] = 512  # the tiny tokenizer spends ~100 tokens on a math problem
+    write_params(project, params)
+    result = runner.invoke(app, ["train", "--iteration", "iter_1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((project / "data/iter_1/train/metrics.json").read_text())
+    assert (metrics["objective"], metrics["trainer"], metrics["data"], metrics["rows"]) == (
+        "sft",
+        "sft",
+        "domain",
+        12,
+    )
+    assert metrics["steps"] == 2 and metrics["model_out"] == "data/iter_1/train/model"
+    assert (project / "data/iter_1/train/model/model.safetensors").exists()
+    assert (project / "data/iter_1/train/adapter/adapter_config.json").exists()
+    assert pl.read_csv(project / "data/iter_1/train/log.csv")["step"].to_list() == [1, 2]
+    assert (project / "data/iter_1/train/logps.png").read_bytes()[:4] == b"\x89PNG"
