@@ -148,12 +148,17 @@ def test_retrieve_stage_writes_cases_metrics_and_plot(indexed):
 def test_retrieve_stage_other_strategies(indexed, strategy):
     write_bad_cases(indexed, n=6)
     params = tiny_params(indexed, Path(load_params().base_model.source))
-    params["retrieve"].update(strategy=strategy, scale=2)
+    params["retrieve"].update(strategy=strategy, scale=2, max_ratio=0)  # 0: no cap on the union
     write_params(indexed, params)
     similar = retrieve_stage.run(load_params(), "iter_1", progress=False)
     assert set(similar["strategy"]) == {strategy}
     if strategy == "mean":
         assert similar.height == 12 and set(similar["query"]) == {"mean"}
+        # max_ratio 0.5 keeps ceil(0.5 * 6 bad cases) = 3 rows: the three most similar of the same search.
+        params["retrieve"]["max_ratio"] = 0.5
+        write_params(indexed, params)
+        capped = retrieve_stage.run(load_params(), "iter_1", progress=False)
+        assert capped["id"].to_list() == similar.sort("similarity", descending=True)["id"].head(3).to_list()
     if strategy == "cluster":
         assert similar["query"].str.starts_with("cluster:").all() and similar.height <= 12
 
