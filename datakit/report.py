@@ -201,6 +201,8 @@ def baseline_rows(experiments: list[dict[str, Any]], params: Params, root: str |
         # The workspace and the commits are this run itself; experiments are their children.
         if exp.get("typ") not in ("branch_base", "branch_commit"):
             continue
+        if exp.get("State") is not None:
+            continue  # queued, running or failed: its cells are its parent's, not its own
         accuracy = _num(cell(exp, evaluate, "domain_accuracy"))
         if accuracy is None:
             continue

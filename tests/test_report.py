@@ -254,6 +254,9 @@ def test_baseline_rows_from_exp_show(run: Params, tmp_path: Path):
          "data/iter_1/evaluate/metrics.json:train_bad_cases": 270.0,
          "data/iter_1/train/metrics.json:steps": 30.0,
          "general_nll": 2.7, "train.objective": "sft"},
+        # Still running (or killed): dvc shows its parent's metrics, which are not its own.
+        {**common, "Experiment": "lr-1e-3", "rev": "f91209f", "typ": "branch_commit", "State": "Running",
+         "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.09, "train.objective": "dpo_sft"},
         # evaluate@iter_1 not run in this one: not a baseline to compare.
         {**common, "Experiment": "half-done", "rev": "1234567", "typ": "branch_base",
          "data/iter_1/evaluate/metrics.json:domain_accuracy": None, "train.objective": "sft"},
