@@ -48,6 +48,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/score.py
 	$(BIN)/python benchmarks/retrieval.py
 
 clean:

@@ -140,6 +140,24 @@ def pairs(iteration: IterationOpt, params: ParamsOpt = Path("params.yaml")) -> N
     _guard(lambda: stage.run(_params(params), iteration))
 
 
+@app.command("sft_set")
+def sft_set(iteration: IterationOpt, params: ParamsOpt = Path("params.yaml")) -> None:
+    """Write the iteration's SFT set (what `train.data` names), corrupting `sft_set.noise` of it (PoFT's noise study)."""
+    from stages import sft_set as stage
+
+    _guard(lambda: stage.run(_params(params), iteration))
+
+
+@app.command("score")
+def score(
+    iteration: IterationOpt, params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True
+) -> None:
+    """Score the SFT set under each `score.references` model (PoFT's r_ref; cached per model and row)."""
+    from stages import score as stage
+
+    _guard(lambda: stage.run(_params(params), iteration, progress))
+
+
 @app.command("train")
 def train(
     iteration: IterationOpt, params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True
@@ -199,10 +217,11 @@ def check(params: ParamsOpt = Path("params.yaml")) -> None:
     """Validate params.yaml (unknown keys, wrong types) without running anything."""
 
     def go():
-        from datakit.train import lora_config, trl_config
+        from datakit.train import lora_config, phases, trl_config
 
         p = _params(params)
-        trl_config(p.train, p.paths.work, "cpu")  # the TRL and PEFT keys, checked by TRL itself
+        for kind in phases(p.train):
+            trl_config(p.train, p.paths.work, "cpu", kind)  # the TRL and PEFT keys, checked by TRL itself
         lora_config(p.train)
         typer.echo(f"{params}: ok ({len(p.iterations)} iteration(s): {', '.join(p.iterations)})")
 

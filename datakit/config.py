@@ -247,13 +247,53 @@ class RetrieveConfig:
 
 
 @dataclass(frozen=True)
+class SftSetConfig:
+    """The sft_set stage: the SFT view of an iteration's training data, optionally corrupted (PoFT's noise
+    study, seeds/003 section 4.3)."""
+
+    noise: float = 0.0  # share of rows corrupted (0 = the clean set)
+    swap_share: float = (
+        0.5  # of the corrupted rows: share given another row's answer; the rest get char edits
+    )
+    char_rate: float = 0.1  # char edits: chance per character of an insertion, deletion or change
+    seed: int = 0  # which rows are corrupted and how
+
+    def __post_init__(self) -> None:
+        for name in ("noise", "swap_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
+        if not 0 < self.char_rate <= 1:
+            raise ValueError(f"char_rate: must be in (0, 1], got {self.char_rate}")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """The score stage: each reference model's length-normalised log-likelihood of every SFT row (PoFT)."""
+
+    # local paths or hub ids; 'base' = paths.base_model, 'earlier' = every earlier iteration's model M_2..M_t
+    references: list[str] = field(default_factory=lambda: ["base", "earlier"])
+    aggregate: Literal["avg", "min", "max"] = "avg"  # how the references' scores combine into r_ref
+    batch_size: int = 8  # rows per forward pass
+    max_length: int = 512  # prompt + answer tokens kept per row (keep equal to train.sft.max_length)
+    device: str = "auto"  # auto = cuda when present, else cpu
+
+    def __post_init__(self) -> None:
+        if not self.references:
+            raise ValueError("references: list at least one model")
+        if self.batch_size < 1 or self.max_length < 2:
+            raise ValueError("batch_size must be >= 1 and max_length >= 2")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """The train stage. TRL and PEFT settings are their own keys, passed straight through: ``args`` to every
     objective's TRL config (TrainingArguments keys), ``dpo``/``orpo``/``sft`` to that objective's config only,
     ``lora`` to ``peft.LoraConfig``. TRL checks them when the stage starts (``datakit check`` too)."""
 
-    objective: Literal["dpo_sft", "dpo", "orpo", "sft"] = "dpo_sft"  # APT: DPO + alpha * SFT on chosen
+    # APT: DPO + alpha * SFT on chosen | dpo | orpo | sft | poft (PoFT on the SFT set) | poft_dpo (PoFT, then DPO)
+    objective: Literal["dpo_sft", "dpo", "orpo", "sft", "poft", "poft_dpo"] = "dpo_sft"
     alpha: float = 0.5  # dpo_sft: weight of the SFT term (TRL loss_weights [1, alpha])
+    keep_top: float = 1.0  # sft/poft: train on this share of the SFT set with the highest r_ref (1 = all)
     # pairs (APT) | domain | mixed (domain + pool); domain and mixed have no rejected side: always SFT
     data: Literal["pairs", "domain", "mixed"] = "pairs"
     seed: int = 0  # training seed (shuffling, LoRA init); mixed: the pool sample
@@ -267,6 +307,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.alpha < 0:
             raise ValueError(f"alpha: must be >= 0, got {self.alpha}")
+        if not 0 < self.keep_top <= 1:
+            raise ValueError(f"keep_top: must be in (0, 1], got {self.keep_top}")
         for name in ("args", "dpo", "orpo", "sft"):
             for key in ("loss_type", "loss_weights", "output_dir"):
                 if key in getattr(self, name):
@@ -308,6 +350,8 @@ class Params:
     tag: TagConfig = field(default_factory=TagConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     retrieve: RetrieveConfig = field(default_factory=RetrieveConfig)
+    sft_set: SftSetConfig = field(default_factory=SftSetConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 

@@ -5,14 +5,22 @@ Objectives (``train.objective``):
   DPO's sigmoid loss plus alpha times the NLL of the chosen answer. The reference model is M_t itself (the
   LoRA adapter switched off), so iteration t is pulled away from its own mistakes.
 - ``dpo``: the sigmoid loss alone. ``orpo``: TRL's ``ORPOTrainer`` (no reference model).
-- ``sft``: TRL's ``SFTTrainer`` on the chosen answers only (continued SFT on the same error data).
+- ``sft``: TRL's ``SFTTrainer`` on the SFT set (the chosen answers: continued SFT on the same error data).
+- ``poft``: PoFT (seeds/003) on the SFT set: TRL's ``SFTTrainer`` with a Bradley-Terry loss against the
+  reference models' scores from the score stage (:mod:`datakit.objectives`).
+- ``poft_dpo``: PoFT on the SFT set, then DPO (sigmoid) on the pairs from the PoFT model, which is also the
+  DPO reference (seeds/003's two-step recipe).
+
+SFT-like phases (``sft``, ``poft``) train on the score stage's table; ``train.keep_top`` keeps the share of it
+with the highest reference score (PoFT's preference-score filter, usable with either).
 
 Training data (``train.data``): ``pairs`` (the iteration's preference pairs), or, for the baselines, the whole
 domain train set (``domain``) or the domain train set plus as many pool rows (``mixed``); those two have no
-rejected side, so they always train with SFT.
+rejected side, so they train with SFT (or PoFT when that is the objective).
 
 Every TRL/PEFT key comes from params.yaml as is: ``args`` go to the objective's TRL config, ``dpo``/``orpo``/
-``sft`` to that objective's only, ``lora`` to ``peft.LoraConfig``. datakit sets only what it must: the
+``sft`` to that objective's only (``sft`` also to PoFT, which is SFT with another loss), ``lora`` to
+``peft.LoraConfig``. datakit sets only what it must: the
 losses, the output folder, no checkpoints or reporting, CPU when there is no GPU.
 """
 
@@ -42,14 +50,37 @@ LOG_COLUMNS = (
     "logps/chosen",
     "logps/rejected",
     "mean_token_accuracy",
+    "tau",
+    "r_theta",
+    "r_ref",
 )
+
+SFT_KINDS = ("sft", "poft")  # phases that train on the SFT set (the score stage's table)
+
+
+def phases(cfg: TrainConfig) -> list[str]:
+    """The trainers that run, in order: 'dpo', 'orpo', 'sft', 'poft' (``poft_dpo``: 'poft' then 'dpo').
+
+    Domain and mixed data have no rejected side: they train with PoFT when the objective is ``poft``, else SFT.
+
+    Raises:
+        ConfigError: ``poft_dpo`` without pairs.
+    """
+    if cfg.data != "pairs":
+        if cfg.objective == "poft_dpo":
+            raise ConfigError(f"train.objective: poft_dpo needs train.data pairs (DPO), not {cfg.data}")
+        return ["poft" if cfg.objective == "poft" else "sft"]
+    return {
+        "sft": ["sft"],
+        "poft": ["poft"],
+        "poft_dpo": ["poft", "dpo"],
+        "orpo": ["orpo"],
+    }.get(cfg.objective, ["dpo"])
 
 
 def trainer_kind(cfg: TrainConfig) -> str:
-    """Which TRL trainer runs: 'dpo', 'orpo' or 'sft' (domain and mixed data always train with SFT)."""
-    if cfg.data != "pairs" or cfg.objective == "sft":
-        return "sft"
-    return "orpo" if cfg.objective == "orpo" else "dpo"
+    """The trainers as one name: 'dpo', 'orpo', 'sft', 'poft' or 'poft+dpo'."""
+    return "+".join(phases(cfg))
 
 
 def _config_class(kind: str):
@@ -66,17 +97,20 @@ def _config_class(kind: str):
     return SFTConfig
 
 
-def trl_config(cfg: TrainConfig, output_dir: str | Path, device: str):
-    """The objective's TRL config from params: ``args`` + the objective's own section, plus datakit's keys.
+def trl_config(cfg: TrainConfig, output_dir: str | Path, device: str, kind: str | None = None):
+    """A phase's TRL config from params: ``args`` + the phase's own section, plus datakit's keys.
+
+    ``kind`` is one of :func:`phases` (default: the last). PoFT takes ``SFTConfig`` and the ``sft`` section.
 
     Raises:
         ConfigError: naming ``train.<section>.<key>`` for a key the TRL config does not have.
     """
-    kind = trainer_kind(cfg)
-    cls = _config_class(kind)
+    kind = kind or phases(cfg)[-1]
+    section_name = "sft" if kind == "poft" else kind
+    cls = _config_class(section_name)
     known = {f.name for f in dataclasses.fields(cls)}
-    own = getattr(cfg, kind)
-    for section, values in (("args", cfg.args), (kind, own)):
+    own = getattr(cfg, section_name)
+    for section, values in (("args", cfg.args), (section_name, own)):
         for key in values:
             if key not in known:
                 raise ConfigError(f"train.{section}.{key}: not a {cls.__name__} setting")
@@ -118,22 +152,25 @@ def lora_config(cfg: TrainConfig):
 
 
 def sft_rows(df: pl.DataFrame) -> pl.DataFrame:
-    """Prompt-completion rows (TRL's conversational form) from pairs (``prompt, chosen``)."""
-    return df.select("prompt", pl.col("chosen").alias("completion"))
+    """The SFT set of pairs: ``id, prompt, completion`` (the chosen answer), ``origin``."""
+    return df.select("id", "prompt", pl.col("chosen").alias("completion"), "origin")
 
 
-def examples_as_sft(examples: pl.DataFrame, system_prompt: str = "") -> pl.DataFrame:
-    """Prompt-completion rows from an examples table (the domain and mixed baselines)."""
-    from datakit.pairs import messages
+def examples_as_sft(examples: pl.DataFrame, system_prompt: str = "", origin: str = "domain") -> pl.DataFrame:
+    """The SFT set of an examples table (the domain and mixed baselines): ``id, prompt, completion, origin``."""
+    from datakit.pairs import MESSAGE, messages
 
     return pl.DataFrame(
         {
+            "id": examples["id"],
             "prompt": [
                 messages(i, x, system_prompt)
                 for i, x in zip(examples["instruction"], examples["input"], strict=True)
             ],
             "completion": [[{"role": "assistant", "content": o}] for o in examples["output"]],
-        }
+            "origin": [origin] * examples.height,
+        },
+        schema={"id": pl.Utf8, "prompt": pl.List(MESSAGE), "completion": pl.List(MESSAGE), "origin": pl.Utf8},
     )
 
 
@@ -153,19 +190,38 @@ def load_policy(model: str, device: str):
     return lm, tokenizer
 
 
-def build_trainer(cfg: TrainConfig, model: str, rows: pl.DataFrame, output_dir: str | Path, device: str):
-    """The TRL trainer for ``cfg.objective`` over ``rows`` (pairs, or prompt-completion rows for SFT)."""
+def build_trainer(
+    cfg: TrainConfig,
+    model: str,
+    rows: pl.DataFrame,
+    output_dir: str | Path,
+    device: str,
+    kind: str | None = None,
+):
+    """The TRL trainer of phase ``kind`` (default: the objective's last) over ``rows``: pairs for dpo/orpo,
+    an SFT set (``prompt, completion``; PoFT also ``r_ref``) for sft/poft."""
     from datasets import Dataset
 
-    kind = trainer_kind(cfg)
-    args = trl_config(cfg, output_dir, device)
+    kind = kind or phases(cfg)[-1]
+    args = trl_config(cfg, output_dir, device, kind)
     peft_config = lora_config(cfg)
     lm, tokenizer = load_policy(model, device)
-    if kind == "sft":
+    if kind in SFT_KINDS:
         data = rows if "completion" in rows.columns else sft_rows(rows)
-        from trl import SFTTrainer
+        if kind == "poft":
+            if "r_ref" not in data.columns or data["r_ref"].null_count():
+                raise DatakitError("train (poft): every row needs r_ref, the score stage's reference score")
+            data = data.select("prompt", "completion", pl.col("r_ref").alias("ref_score")).with_row_index(
+                "row"
+            )
+            from datakit.objectives import PoftTrainer
 
-        trainer_cls = SFTTrainer
+            trainer_cls = PoftTrainer
+        else:
+            data = data.select("prompt", "completion")
+            from trl import SFTTrainer
+
+            trainer_cls = SFTTrainer
     else:
         data = rows.select("prompt", "chosen", "rejected")
         if kind == "orpo":

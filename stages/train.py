@@ -1,10 +1,12 @@
 """train — M_t -> M_{t+1}: TRL (DPO + alpha * SFT by default) with a LoRA adapter on M_t.
 
-Reads: ``<iteration dir>/pairs/preference_pairs.parquet`` (``train.data: pairs``; the domain and mixed
-baselines read ``data.domain_train`` and ``data.pool`` instead), the iteration's ``model_in``, params ``train``.
+Reads: ``<iteration dir>/pairs/preference_pairs.parquet`` for the DPO and ORPO phases, and the score
+stage's ``<iteration dir>/score/scores.parquet`` (the SFT set with reference scores) for the SFT and PoFT
+phases; the iteration's ``model_in``; params ``train``.
 Writes, under ``<iteration dir>/train/``: ``adapter/`` (the LoRA adapter), ``log.csv`` (TRL's step logs: loss,
-rewards and log-probs of chosen and rejected; DVC plots), ``metrics.json``; and the merged model M_{t+1} at
-the iteration's ``model_out`` (the next iteration's ``model_in``).
+rewards and log-probs of chosen and rejected, PoFT's tau; DVC plots), ``logps.png``, ``tau.csv`` and
+``tau.png`` (PoFT: each row's weight as it was trained on, clean vs corrupted rows), ``metrics.json``; and the
+merged model M_{t+1} at the iteration's ``model_out`` (the next iteration's ``model_in``).
 Run: ``datakit train --iteration iter_1`` (``dvc repro train@iter_1``).
 """
 
@@ -20,14 +22,14 @@ import polars as pl
 from datakit.backends import pick_device
 from datakit.config import Iteration, Params
 from datakit.errors import DatakitError
-from datakit.loaders import load_examples
 from datakit.models import replace_dir
 from datakit.pairs import PREFERENCE_PAIRS
 from datakit.plots import pyplot, save_png
+from datakit.poft import SCORES, keep_top, tau_summary
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import read_table, write_text_atomic
-from datakit.train import build_trainer, examples_as_sft, log_summary, save_models, step_log, trainer_kind
-from stages import pairs
+from datakit.train import SFT_KINDS, build_trainer, log_summary, phases, save_models, step_log, trainer_kind
+from stages import pairs, score
 
 NAME = "train"
 
@@ -36,16 +38,51 @@ def folder(it: Iteration) -> Path:
     return Path(it.dir) / NAME
 
 
-def training_rows(params: Params, it: Iteration) -> pl.DataFrame:
-    """What ``train.data`` names: the iteration's pairs, the domain train set, or domain + as many pool rows."""
-    cfg = params.train
-    if cfg.data == "pairs":
-        return read_table(pairs.output(it), PREFERENCE_PAIRS)
-    domain = load_examples(params.data.domain_train, "train")
-    if cfg.data == "mixed":
-        pool = load_examples(params.data.pool, "pool")
-        domain = pl.concat([domain, pool.sample(min(domain.height, pool.height), seed=cfg.seed)])
-    return examples_as_sft(domain, params.generate.system_prompt)
+def training_rows(params: Params, it: Iteration, kind: str) -> pl.DataFrame:
+    """Phase ``kind``'s rows: the iteration's pairs (dpo, orpo), or the scored SFT set (sft, poft), of which
+    ``train.keep_top`` keeps the share with the highest r_ref."""
+    if kind in SFT_KINDS:
+        return keep_top(read_table(score.output(it), SCORES), params.train.keep_top)
+    return read_table(pairs.output(it), PREFERENCE_PAIRS)
+
+
+def _train_phase(cfg, kind: str, model: str, rows: pl.DataFrame, tmp: Path, device: str):
+    if rows.is_empty():
+        raise DatakitError(f"train ({kind}): no training rows ({cfg.data}); nothing to learn from")
+    trainer = build_trainer(cfg, model, rows, tmp / f"trainer-{kind}", device, kind)
+    result = trainer.train()
+    return trainer, result
+
+
+# tau.csv: one line per (row, step) a PoFT phase trained on.
+TAU_LOG = {
+    "step": pl.Int64,
+    "row": pl.Int64,
+    "id": pl.Utf8,
+    "corrupted": pl.Boolean,
+    "corruption": pl.Utf8,
+    "tau": pl.Float64,
+    "r_theta": pl.Float64,
+}
+
+
+def plot_tau(taus: pl.DataFrame, path: Path, title: str) -> None:
+    """Histogram of each row's PoFT weight tau, clean vs corrupted rows."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if taus.is_empty():
+        ax.text(0.5, 0.5, "no PoFT phase: no weights", ha="center", va="center", transform=ax.transAxes)
+    for name, flag in (("clean", False), ("corrupted", True)):
+        values = taus.filter(pl.col("corrupted") == flag)["tau"].to_list()
+        if values:
+            ax.hist(values, bins=30, range=(0, 1), alpha=0.6, label=f"{name} ({len(values)} row-steps)")
+    ax.set_xlabel("tau = sigmoid(r_ref - r_theta), the row's weight on its CE gradient")
+    ax.set_ylabel("row-steps")
+    ax.set_title(title, fontsize=10)
+    if not taus.is_empty():
+        ax.legend()
+    fig.tight_layout()
+    save_png(fig, path)
 
 
 def plot_logps(log: pl.DataFrame, path: Path, title: str) -> None:
@@ -67,47 +104,83 @@ def plot_logps(log: pl.DataFrame, path: Path, title: str) -> None:
 def run(params: Params, iteration: str, progress: bool = True) -> dict:
     started = time.perf_counter()
     it, cfg = params.iteration(iteration), params.train
-    rows = training_rows(params, it)
-    if rows.is_empty():
-        raise DatakitError(f"train {iteration}: no training rows ({cfg.data}); nothing to learn from")
+    kinds = phases(cfg)
     device = pick_device(cfg.device)
     out_dir, model_out = folder(it), Path(it.model_out)
     work = Path(params.paths.work) / NAME
     work.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=work, prefix=f"{iteration}-"))
+    logs, results, rows_in, taus, trainable = [], [], {}, None, 0
     try:
-        trainer = build_trainer(cfg, it.model_in, rows, tmp / "trainer", device)
-        trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-        result = trainer.train()
-        log = step_log(trainer.state.log_history)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        model_out.parent.mkdir(parents=True, exist_ok=True)
-        lora = bool(cfg.lora)
-        save_models(trainer, trainer.processing_class, tmp / "adapter" if lora else None, tmp / "model")
-        replace_dir(tmp / "model", model_out)
-        if lora:
-            replace_dir(tmp / "adapter", out_dir / "adapter")
-        else:
-            (out_dir / "adapter").mkdir(
-                exist_ok=True
-            )  # full fine-tuning: no adapter; DVC still tracks the folder
+        model = it.model_in
+        for i, kind in enumerate(kinds):
+            rows = training_rows(params, it, kind)
+            rows_in[kind] = rows.height
+            trainer, result = _train_phase(cfg, kind, model, rows, tmp, device)
+            trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+            logs.append(step_log(trainer.state.log_history).with_columns(phase=pl.lit(kind)))
+            results.append(result)
+            if kind == "poft":
+                taus = (
+                    pl.DataFrame(
+                        trainer.tau_log, schema={k: TAU_LOG[k] for k in ("row", "step", "tau", "r_theta")}
+                    )
+                    .join(
+                        rows.select("id", "corrupted", "corruption")
+                        .with_row_index("row")
+                        .cast({"row": pl.Int64}),
+                        on="row",
+                        how="left",
+                    )
+                    .select(list(TAU_LOG))
+                )
+            last = i == len(kinds) - 1
+            lora = bool(cfg.lora)
+            adapter = tmp / f"adapter-{kind}" if lora else None
+            save_models(trainer, trainer.processing_class, adapter, tmp / f"model-{kind}")
+            model = str(tmp / f"model-{kind}")  # the next phase starts from (and is referenced to) this one
+            if last:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                model_out.parent.mkdir(parents=True, exist_ok=True)
+                replace_dir(tmp / f"model-{kind}", model_out)
+                if lora:
+                    replace_dir(adapter, out_dir / "adapter")
+                else:
+                    (out_dir / "adapter").mkdir(exist_ok=True)  # full fine-tuning: no adapter; DVC tracks it
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    offset, parts = 0, []
+    for part in logs:  # steps count on across phases
+        parts.append(part.with_columns(pl.col("step") + offset))
+        offset += int(part["step"].max() or 0)
+    log = pl.concat(parts, how="diagonal_relaxed")
     write_text_atomic(log.write_csv(), out_dir / "log.csv")
     plot_logps(log, out_dir / "logps.png", f"{iteration}: {trainer_kind(cfg)} on {cfg.data}")
+    if taus is None:  # no PoFT phase: the files exist (DVC outputs), empty
+        taus = pl.DataFrame(schema=TAU_LOG)
+    write_text_atomic(taus.select(list(TAU_LOG)).write_csv(), out_dir / "tau.csv")
+    plot_tau(
+        taus,
+        out_dir / "tau.png",
+        f"{iteration}: PoFT weights over training ({trainer_kind(cfg)} on {cfg.data})",
+    )
+    tau_stats = tau_summary(taus) if taus.height else {}
     metrics = {
-        "objective": "sft" if trainer_kind(cfg) == "sft" else cfg.objective,
+        "objective": cfg.objective if kinds != ["sft"] else "sft",
         "trainer": trainer_kind(cfg),
         "data": cfg.data,
-        "rows": rows.height,
+        "rows": sum(rows_in.values()),
+        **{f"rows_{kind}": n for kind, n in rows_in.items()},
+        "keep_top": cfg.keep_top,
         "trainable_parameters": trainable,
-        "steps": int(result.global_step),
-        "train_loss": round(float(result.training_loss), 5),
-        "train_seconds": round(float(result.metrics.get("train_runtime", 0.0)), 2),
+        "steps": sum(int(r.global_step) for r in results),
+        "train_loss": round(float(results[-1].training_loss), 5),
+        "train_seconds": round(sum(float(r.metrics.get("train_runtime", 0.0)) for r in results), 2),
         "device": device,
         "model_in": it.model_in,
         "model_out": it.model_out,
-        **log_summary(log),
+        **log_summary(log.drop("phase")),
+        **tau_stats,
     }
     write_json(metrics, out_dir / "metrics.json")
     trend = ""
@@ -116,9 +189,13 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
             f", chosen log-prob {metrics['logps_chosen_first']:.1f} -> {metrics['logps_chosen_last']:.1f}, "
             f"rejected {metrics['logps_rejected_first']:.1f} -> {metrics['logps_rejected_last']:.1f}"
         )
+    if "tau_clean_mean" in metrics:
+        trend += f", mean tau clean {metrics['tau_clean_mean']:.3f}"
+        if "tau_corrupted_mean" in metrics:
+            trend += f" / corrupted {metrics['tau_corrupted_mean']:.3f}"
     summary_line(
         NAME,
-        rows_in=rows.height,
+        rows_in=metrics["rows"],
         rows_out=metrics["steps"],
         failed=0,
         seconds=time.perf_counter() - started,

@@ -52,6 +52,7 @@ def tiny_params(root: Path, model: Path, **overrides) -> dict:
     params["train"]["lora"].update(r=4, lora_alpha=8)
     for name in ("dpo", "orpo", "sft"):
         params["train"][name]["max_length"] = 256
+    params["score"]["max_length"] = 256
     for section, values in overrides.items():
         params[section].update(values)
     return params

@@ -87,6 +87,10 @@ def test_dvc_repro_runs_every_stage_then_nothing(project):
         assert {"domain_accuracy", "general_accuracy", "general_nll", "train_bad_cases"} <= set(metrics)
     log = pl.read_csv(project / "data/iter_1/train/log.csv")
     assert {"step", "loss", "logps_chosen", "logps_rejected"} <= set(log.columns) and log.height >= 1
+    # The PoFT side stages run in every iteration: iteration 2 is scored by the base model and M_2.
+    scored = json.loads((project / "data/iter_2/score/metrics.json").read_text())
+    assert scored["references"] == ["data/base_model", "data/iter_1/train/model"]
+    assert scored["rows"] == pl.read_parquet(project / "data/iter_2/pairs/preference_pairs.parquet").height
     shown = sh(str(BIN / "dvc"), "plots", "show", "--json", cwd=project)
     assert "data/iter_1/train/log.csv" in shown and "data/iter_2/train/logps.png" in shown
 
@@ -115,7 +119,18 @@ def ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-PER_ITERATION = ("generate", "judge", "select", "retrieve", "generate_similar", "pairs", "train", "evaluate")
+PER_ITERATION = (
+    "generate",
+    "judge",
+    "select",
+    "retrieve",
+    "generate_similar",
+    "pairs",
+    "sft_set",
+    "score",
+    "train",
+    "evaluate",
+)
 COMMANDS = ["synth", "base_model", "tag", "index", *PER_ITERATION, "iterations", "report", "check"]
 STAGES = (
     "synth",

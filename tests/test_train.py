@@ -37,8 +37,12 @@ def test_dpo_sft_is_trl_sigmoid_plus_weighted_sft(tmp_path):
     assert type(trl_config(cfg(objective="sft", dpo={}), tmp_path, "cpu")).__name__ == "SFTConfig"
 
 
-def test_domain_and_mixed_data_train_with_sft():
+def test_domain_and_mixed_data_train_with_sft_or_poft():
     assert [trainer_kind(cfg(data=d)) for d in ("pairs", "domain", "mixed")] == ["dpo", "sft", "sft"]
+    assert [trainer_kind(cfg(data=d, objective="poft")) for d in ("pairs", "domain")] == ["poft", "poft"]
+    assert trainer_kind(cfg(objective="poft_dpo")) == "poft+dpo"
+    with pytest.raises(ConfigError, match="poft_dpo needs train.data pairs"):
+        trainer_kind(cfg(objective="poft_dpo", data="domain"))
 
 
 @pytest.mark.parametrize(
@@ -173,8 +177,9 @@ def test_train_stage_domain_baseline_writes_m2_and_refuses_empty_pairs(project):
     params["train"]["args"]["max_steps"] = 2
     params["train"]["sft"]["max_length"] = 512  # the tiny tokenizer spends ~100 tokens on a math problem
     write_params(project, params)
-    result = runner.invoke(app, ["train", "--iteration", "iter_1", "--no-progress"])
-    assert result.exit_code == 0, result.output
+    for cmd in ("sft_set", "score", "train"):
+        result = runner.invoke(app, [cmd, "--iteration", "iter_1"])
+        assert result.exit_code == 0, result.output
     metrics = json.loads((project / "data/iter_1/train/metrics.json").read_text())
     assert (metrics["objective"], metrics["trainer"], metrics["data"], metrics["rows"]) == (
         "sft",

@@ -1,0 +1,99 @@
+"""score — PoFT's reference scores: each reference model's mean log-prob per answer token on the SFT set.
+
+Reads: ``<iteration dir>/sft_set/sft.parquet``, the reference models (params ``score.references``: ``base``
+is ``paths.base_model``, ``earlier`` every earlier iteration's trained model M_2..M_t, anything else a local
+path or hub id), params ``score``.
+Writes: ``<iteration dir>/score/scores.parquet`` (the SFT set plus ``r_ref``, ``r_refs``, ``ref_tokens``) and
+``metrics.json`` (mean r_ref over clean and corrupted rows, rows scored vs read from the cache). Scores live in a
+content-addressed cache under ``paths.cache/poft_scores``: each (model, row) is scored once, ever.
+Run: ``datakit score --iteration iter_1`` (``dvc repro score@iter_1``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from datakit.config import Iteration, Params
+from datakit.errors import ConfigError
+from datakit.poft import SCORES, SFT_SET, aggregate, score_model
+from datakit.runlog import summary_line, write_json
+from datakit.schemas import read_table, write_table
+from stages import sft_set
+
+NAME = "score"
+
+
+def output(it: Iteration) -> Path:
+    """Where iteration ``it`` keeps its scored SFT set (read by train)."""
+    return Path(it.dir) / NAME / "scores.parquet"
+
+
+def references(params: Params, it: Iteration) -> list[str]:
+    """``score.references`` resolved for iteration ``it``, duplicates removed, order kept."""
+    out: list[str] = []
+    for ref in params.score.references:
+        if ref == "base":
+            out.append(params.paths.base_model)
+        elif ref == "earlier":
+            out.extend(other.model_out for other in params.iterations.values() if other.n < it.n)
+        else:
+            out.append(ref)
+    out = list(dict.fromkeys(out))
+    if not out:
+        raise ConfigError(f"score.references: no model for {it.dir} ({params.score.references})")
+    return out
+
+
+def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
+    started = time.perf_counter()
+    it, cfg = params.iteration(iteration), params.score
+    rows = read_table(sft_set.output(it), SFT_SET)
+    models = references(params, it)
+    logps, counts, reused = [], [], 0
+    for model in models:
+        scored, cached = score_model(
+            model,
+            rows,
+            batch_size=cfg.batch_size,
+            max_length=cfg.max_length,
+            device=cfg.device,
+            cache_root=params.paths.cache,
+            progress=progress,
+            where=str(sft_set.output(it)),
+        )
+        logps.append(scored["logp"].to_numpy())
+        counts.append(scored["n_tokens"].to_numpy())
+        reused += cached
+    n = np.stack(counts, axis=1) if rows.height else np.zeros((0, len(models)), dtype=np.int64)
+    r = np.stack(logps, axis=1) / n if rows.height else np.zeros((0, len(models)))
+    out = rows.with_columns(
+        r_ref=pl.Series(aggregate(r, cfg.aggregate), dtype=pl.Float64),
+        r_refs=pl.Series(r.tolist(), dtype=pl.List(pl.Float64)),
+        ref_tokens=pl.Series(n.tolist(), dtype=pl.List(pl.Int64)),
+    )
+    write_table(out, output(it), SCORES)
+    metrics = {
+        "rows": out.height,
+        "references": models,
+        "aggregate": cfg.aggregate,
+        "scored": len(models) * rows.height - reused,
+        "from_cache": reused,
+    }
+    for name, flag in (("clean", False), ("corrupted", True)):
+        part = out.filter(pl.col("corrupted") == flag)["r_ref"]
+        if part.len():
+            metrics[f"r_ref_{name}_mean"] = round(float(part.mean()), 5)
+    write_json(metrics, output(it).parent / "metrics.json")
+    summary_line(
+        NAME,
+        rows_in=rows.height,
+        rows_out=out.height,
+        failed=0,
+        seconds=time.perf_counter() - started,
+        extra=f"{len(models)} reference(s), {metrics['scored']} scored, {reused} from cache",
+    )
+    return out
