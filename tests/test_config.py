@@ -50,7 +50,7 @@ def test_repo_params_load():
         ({"retrieve": {"max_ratio": -1}}, "retrieve.max_ratio: must be >= 0"),
         (
             {"train": {"objective": "ppo"}},
-            "train.objective: expected one of ['dpo_sft', 'dpo', 'orpo', 'sft']",
+            "train.objective: expected one of ['dpo_sft', 'dpo', 'orpo', 'sft', 'poft', 'poft_dpo']",
         ),
         ({"train": {"data": "all"}}, "train.data: expected one of ['pairs', 'domain', 'mixed']"),
         ({"train": {"alpha": -0.5}}, "train.alpha: must be >= 0"),
