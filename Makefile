@@ -10,7 +10,7 @@ STAMP := $(VENV)/.datakit-installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run baselines report test test-all lint bench clean
+.PHONY: setup run baselines poft-study report test test-all lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,19 @@ baselines: setup
 	$(BIN)/dvc exp run --temp -n continued-sft -S train.objective=sft evaluate@iter_1
 	$(BIN)/dvc exp run --temp -n domain-sft -S train.data=domain evaluate@iter_1
 	$(BIN)/dvc exp run --temp -n mixed -S train.data=mixed evaluate@iter_1
+	$(BIN)/datakit report
+
+# PoFT's noise study (seeds/003 section 4.3) on the domain train set: CE SFT vs PoFT, clean and with 30% of
+# the rows corrupted, 2 epochs each, then PoFT with APT's M_3 as a second reference. DVC experiments on
+# iteration 1, like the baselines; `dvc exp show` and `datakit report` list them.
+POFT_STUDY := -S train.data=domain -S train.args.num_train_epochs=2 -S evaluate.train_bad_cases=false
+poft-study: setup
+	$(BIN)/dvc exp run --temp -n ce-clean $(POFT_STUDY) -S train.objective=sft evaluate@iter_1
+	$(BIN)/dvc exp run --temp -n poft-clean $(POFT_STUDY) -S train.objective=poft evaluate@iter_1
+	$(BIN)/dvc exp run --temp -n ce-noisy $(POFT_STUDY) -S train.objective=sft -S sft_set.noise=0.3 evaluate@iter_1
+	$(BIN)/dvc exp run --temp -n poft-noisy $(POFT_STUDY) -S train.objective=poft -S sft_set.noise=0.3 evaluate@iter_1
+	$(BIN)/dvc exp run --temp -n poft-noisy-m3 $(POFT_STUDY) -S train.objective=poft -S sft_set.noise=0.3 \
+		-S 'score.references=[base,data/iter_2/train/model]' evaluate@iter_1
 	$(BIN)/datakit report
 
 report: setup
