@@ -38,8 +38,9 @@ baselines: setup
 	$(BIN)/datakit report
 
 # PoFT's noise study (seeds/003 section 4.3) on the domain train set: CE SFT vs PoFT, clean and with 30% of
-# the rows corrupted, 2 epochs each, then PoFT with APT's M_3 as a second reference. DVC experiments on
-# iteration 1, like the baselines; `dvc exp show` and `datakit report` list them.
+# the rows corrupted, 2 epochs each, then PoFT with APT's M_3 as a second reference (an absolute path: a
+# --temp experiment checks out only what evaluate@iter_1 needs, and M_3 is not upstream of it). DVC
+# experiments on iteration 1, like the baselines; `dvc exp show` and `datakit report` list them.
 POFT_STUDY := -S train.data=domain -S train.args.num_train_epochs=2 -S evaluate.train_bad_cases=false
 poft-study: setup
 	$(BIN)/dvc exp run --temp -n ce-clean $(POFT_STUDY) -S train.objective=sft evaluate@iter_1
@@ -47,7 +48,7 @@ poft-study: setup
 	$(BIN)/dvc exp run --temp -n ce-noisy $(POFT_STUDY) -S train.objective=sft -S sft_set.noise=0.3 evaluate@iter_1
 	$(BIN)/dvc exp run --temp -n poft-noisy $(POFT_STUDY) -S train.objective=poft -S sft_set.noise=0.3 evaluate@iter_1
 	$(BIN)/dvc exp run --temp -n poft-noisy-m3 $(POFT_STUDY) -S train.objective=poft -S sft_set.noise=0.3 \
-		-S 'score.references=[base,data/iter_2/train/model]' evaluate@iter_1
+		-S 'score.references=[base,$(CURDIR)/data/iter_2/train/model]' evaluate@iter_1
 	$(BIN)/datakit report
 
 report: setup

@@ -45,6 +45,10 @@ def references(params: Params, it: Iteration) -> list[str]:
     out = list(dict.fromkeys(out))
     if not out:
         raise ConfigError(f"score.references: no model for {it.dir} ({params.score.references})")
+    for ref in out:
+        # A hub id is 'name' or 'org/name'; anything else that is not on disk is a missing local model.
+        if not Path(ref).exists() and (ref.startswith(("/", ".", "~")) or ref.count("/") != 1):
+            raise ConfigError(f"score.references: model '{ref}' not found (for {it.dir})")
     return out
 
 

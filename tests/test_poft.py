@@ -238,3 +238,19 @@ def test_poft_stages_noise_scores_and_tau_then_poft_dpo(project):
     assert log["phase"].to_list() == ["poft", "poft", "dpo", "dpo"] and log["step"].to_list() == [1, 2, 3, 4]
     assert log.filter(pl.col("phase") == "dpo")["logps_chosen"].null_count() == 0
     assert (project / "data/iter_1/train/model/model.safetensors").exists()
+
+
+def test_references_resolve_base_and_earlier_and_name_a_missing_model(project):
+    from datakit.config import load_params
+    from stages import score
+
+    params = load_params(project / "params.yaml")
+    (project / "data/base_model").mkdir(parents=True)
+    assert score.references(params, params.iteration("iter_1")) == ["data/base_model"]
+    with pytest.raises(ConfigError, match="model 'data/iter_1/train/model' not found"):
+        score.references(params, params.iteration("iter_2"))  # M_2 is not trained yet
+    (project / "data/iter_1/train/model").mkdir(parents=True)
+    assert score.references(params, params.iteration("iter_2")) == [
+        "data/base_model",
+        "data/iter_1/train/model",
+    ]
