@@ -50,7 +50,9 @@ def main() -> None:
     ap.add_argument(
         "--model", default="data/base_model", help="model folder (materialised from SmolLM2 if absent)"
     )
-    ap.add_argument("--n", type=int, default=256, help="rows scored (synthetic math problems + worked answers)")
+    ap.add_argument(
+        "--n", type=int, default=256, help="rows scored (synthetic math problems + worked answers)"
+    )
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
@@ -69,7 +71,9 @@ def main() -> None:
     ratios = []
     for r in range(args.rounds):
         t0 = time.perf_counter()
-        score_model(str(model), rows, batch_size=args.batch_size, max_length=512, device="cpu", progress=False)
+        score_model(
+            str(model), rows, batch_size=args.batch_size, max_length=512, device="cpu", progress=False
+        )
         stage = time.perf_counter() - t0
         t0 = time.perf_counter()
         raw_forward(lm, seqs, pad_id, args.batch_size)
@@ -83,8 +87,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         score_model(str(model), rows, batch_size=args.batch_size, cache_root=cache, progress=False)
         t0 = time.perf_counter()
-        _, reused = score_model(str(model), rows, batch_size=args.batch_size, cache_root=cache, progress=False)
-        print(f"rerun through the cache: {reused}/{args.n} rows read back in {time.perf_counter() - t0:.2f} s")
+        _, reused = score_model(
+            str(model), rows, batch_size=args.batch_size, cache_root=cache, progress=False
+        )
+        print(
+            f"rerun through the cache: {reused}/{args.n} rows read back in {time.perf_counter() - t0:.2f} s"
+        )
 
 
 if __name__ == "__main__":
