@@ -21,14 +21,23 @@ import polars as pl
 
 from datakit.backends import pick_device
 from datakit.config import Iteration, Params
-from datakit.errors import DatakitError
+from datakit.errors import ConfigError, DatakitError
 from datakit.models import replace_dir
 from datakit.pairs import PREFERENCE_PAIRS
 from datakit.plots import pyplot, save_png
 from datakit.poft import SCORES, keep_top, tau_summary
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import read_table, write_text_atomic
-from datakit.train import SFT_KINDS, build_trainer, log_summary, phases, save_models, step_log, trainer_kind
+from datakit.train import (
+    SFT_KINDS,
+    build_trainer,
+    log_summary,
+    phases,
+    save_models,
+    step_log,
+    trainer_kind,
+    trl_config,
+)
 from stages import pairs, score
 
 NAME = "train"
@@ -106,6 +115,13 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
     it, cfg = params.iteration(iteration), params.train
     kinds = phases(cfg)
     device = pick_device(cfg.device)
+    if "poft" in kinds:
+        seen = trl_config(cfg, params.paths.work, device, "poft").max_length
+        if seen != params.score.max_length:
+            raise ConfigError(
+                f"score.max_length ({params.score.max_length}) must equal train.sft.max_length ({seen}): PoFT "
+                "compares the references' and the model's log-likelihood of the same tokens"
+            )
     out_dir, model_out = folder(it), Path(it.model_out)
     work = Path(params.paths.work) / NAME
     work.mkdir(parents=True, exist_ok=True)

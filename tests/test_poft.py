@@ -205,6 +205,15 @@ def test_poft_stages_noise_scores_and_tau_then_poft_dpo(project):
         invoke("score")
         and json.loads((project / "data/iter_1/score/metrics.json").read_text())["from_cache"] == 12
     )  # a rerun reads every score back
+    params["score"]["max_length"] = 128  # scores of other tokens than the trainer sees: refused
+    write_params(project, params)
+    result = runner.invoke(app, ["train", "--iteration", "iter_1"])
+    assert (
+        result.exit_code == 1
+        and "score.max_length (128) must equal train.sft.max_length (256)" in result.output
+    )
+    params["score"]["max_length"] = 256
+    write_params(project, params)
     invoke("train")
     metrics = json.loads((project / "data/iter_1/train/metrics.json").read_text())
     assert (metrics["trainer"], metrics["steps"], metrics["rows"]) == ("poft", 3, 12)
