@@ -91,6 +91,12 @@ def eos_ids(model, tokenizer) -> set[int]:
     return ids
 
 
+def prefilled(conv: Conversation) -> bool:
+    """A conversation that ends with an assistant message: the model continues that message (its start is
+    given, e.g. ``Score:``) instead of opening a new one."""
+    return bool(conv) and conv[-1]["role"] == "assistant"
+
+
 class TransformersBackend:
     """Batched ``model.generate`` with the chat template, batches sorted by prompt length."""
 
@@ -103,9 +109,15 @@ class TransformersBackend:
 
     def render(self, conversations: Sequence[Conversation]) -> list[list[int]]:
         # The chat template already adds BOS/role tokens: tokenizing its text must not add them again.
-        texts = self.tokenizer.apply_chat_template(
-            list(conversations), tokenize=False, add_generation_prompt=True
-        )
+        texts = [
+            self.tokenizer.apply_chat_template(
+                list(conv),
+                tokenize=False,
+                add_generation_prompt=not prefilled(conv),
+                continue_final_message=prefilled(conv),
+            )
+            for conv in conversations
+        ]
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
     def generate(
@@ -179,7 +191,17 @@ class VLLMBackend:
         params = self._vllm.SamplingParams(
             temperature=temperature, top_p=self.cfg.top_p, max_tokens=self.cfg.max_new_tokens, seed=seed
         )
-        outs = self.llm.chat(list(conversations), params, use_tqdm=False)
+        starts = {prefilled(c) for c in conversations}
+        if len(starts) > 1:
+            raise DatakitError("vllm: a batch mixes prefilled answers and plain prompts")
+        cont = starts == {True}
+        outs = self.llm.chat(
+            list(conversations),
+            params,
+            use_tqdm=False,
+            add_generation_prompt=not cont,
+            continue_final_message=cont,
+        )
         results = []
         for out in outs:
             o = out.outputs[0]
@@ -225,6 +247,10 @@ class OpenAIBackend:
                 temperature=temperature,
                 top_p=self.cfg.top_p,
                 seed=seed,
+                # A prefilled answer: vLLM's and SGLang's servers continue the last assistant message.
+                extra_body={"continue_final_message": True, "add_generation_prompt": False}
+                if prefilled(conv)
+                else None,
             )
         except self._openai.OpenAIError as exc:  # per-row failure: recorded, counted, bounded by the stage
             return Completion("", 0, "error", f"{type(exc).__name__}: {exc}")

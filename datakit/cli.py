@@ -37,10 +37,12 @@ IterationOpt = Annotated[
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 
 
-def _params(path: Path):
+def _params(path: Path, iteration: str | None = None):
+    """params.yaml, strictly; for an I-SHEEP round, with the ``isheep`` section overrides merged in."""
     from datakit.config import load_params
 
-    return load_params(path)
+    params = load_params(path)
+    return params.for_step(iteration) if iteration else params
 
 
 def _guard(fn):
@@ -75,7 +77,7 @@ def generate(
     """Answer the domain training set with the iteration's model (resumable, sharded)."""
     from stages import generate as stage
 
-    _guard(lambda: stage.run(_params(params), iteration, progress))
+    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
 
 
 @app.command("judge")
@@ -85,7 +87,7 @@ def judge(
     """Score every answer 1-5 with the `judge.kind` judge (math, llm, self)."""
     from stages import judge as stage
 
-    _guard(lambda: stage.run(_params(params), iteration, progress))
+    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
 
 
 @app.command("select")
@@ -93,7 +95,7 @@ def select(iteration: IterationOpt, params: ParamsOpt = Path("params.yaml")) -> 
     """Keep the bad cases: answers whose score matches `select.threshold` (default <4)."""
     from stages import select as stage
 
-    _guard(lambda: stage.run(_params(params), iteration))
+    _guard(lambda: stage.run(_params(params, iteration), iteration))
 
 
 @app.command("tag")
@@ -119,7 +121,7 @@ def retrieve(
     """Tag the iteration's bad cases and pull similar pool cases (`retrieve.strategy`: tag, mean, cluster, mmr)."""
     from stages import retrieve as stage
 
-    _guard(lambda: stage.run(_params(params), iteration, progress))
+    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
 
 
 @app.command("generate_similar")
@@ -129,7 +131,7 @@ def generate_similar(
     """Answer the iteration's similar cases with its model (the rejected side of their pairs)."""
     from stages import generate_similar as stage
 
-    _guard(lambda: stage.run(_params(params), iteration, progress))
+    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
 
 
 @app.command("pairs")
@@ -137,7 +139,7 @@ def pairs(iteration: IterationOpt, params: ParamsOpt = Path("params.yaml")) -> N
     """Build the iteration's preference pairs (chosen = reference or pool answer, rejected = the model's)."""
     from stages import pairs as stage
 
-    _guard(lambda: stage.run(_params(params), iteration))
+    _guard(lambda: stage.run(_params(params, iteration), iteration))
 
 
 @app.command("sft_set")
@@ -145,7 +147,7 @@ def sft_set(iteration: IterationOpt, params: ParamsOpt = Path("params.yaml")) ->
     """Write the iteration's SFT set (what `train.data` names), corrupting `sft_set.noise` of it (PoFT's noise study)."""
     from stages import sft_set as stage
 
-    _guard(lambda: stage.run(_params(params), iteration))
+    _guard(lambda: stage.run(_params(params, iteration), iteration))
 
 
 @app.command("score")
@@ -155,7 +157,7 @@ def score(
     """Score the SFT set under each `score.references` model (PoFT's r_ref; cached per model and row)."""
     from stages import score as stage
 
-    _guard(lambda: stage.run(_params(params), iteration, progress))
+    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
 
 
 @app.command("train")
@@ -165,7 +167,7 @@ def train(
     """Train M_t into M_{t+1} (`train.objective`: dpo_sft, dpo, orpo, sft) with LoRA; writes adapter and merged model."""
     from stages import train as stage
 
-    _guard(lambda: stage.run(_params(params), iteration, progress))
+    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
 
 
 @app.command("evaluate")
@@ -184,7 +186,67 @@ def evaluate(
     if base == (iteration is not None):
         print("error: evaluate: pass exactly one of --iteration or --base", file=sys.stderr)
         raise typer.Exit(2)
-    _guard(lambda: stage.run(_params(params), iteration, progress))
+    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
+
+
+@app.command("ifeval")
+def ifeval(
+    iteration: Annotated[
+        str | None,
+        typer.Option("--iteration", "-i", help="Evaluate this iteration's or round's model_out."),
+    ] = None,
+    base: Annotated[bool, typer.Option("--base", help="Evaluate the base model instead.")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    progress: ProgressOpt = True,
+) -> None:
+    """Instruction following checked by code (offline IFEval): prompt- and instruction-level accuracy."""
+    from stages import ifeval as stage
+
+    if base == (iteration is not None):
+        print("error: ifeval: pass exactly one of --iteration or --base", file=sys.stderr)
+        raise typer.Exit(2)
+    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
+
+
+@app.command("synthesize")
+def synthesize(
+    iteration: IterationOpt, params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True
+) -> None:
+    """I-SHEEP: the round's model writes new instructions from seed tasks; Self-Instruct's rule filters."""
+    from stages import synthesize as stage
+
+    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
+
+
+@app.command("assess")
+def assess(
+    iteration: IterationOpt, params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True
+) -> None:
+    """I-SHEEP: the round's model grades its own (instruction, response) pairs 1-10."""
+    from stages import assess as stage
+
+    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
+
+
+@app.command("filter")
+def filter_(
+    iteration: IterationOpt, params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True
+) -> None:
+    """I-SHEEP: keep the pairs to train on (self-score, perplexity, density or density + perplexity)."""
+    from stages import filter as stage
+
+    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
+
+
+@app.command("rounds")
+def rounds(
+    n: Annotated[int, typer.Argument(help="How many I-SHEEP rounds params.yaml should list.", min=1)],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Rewrite params.yaml's `rounds` block for N I-SHEEP rounds under `isheep.setting`."""
+    from datakit.iterations import write_iterations
+
+    _guard(lambda: typer.echo(write_iterations(params, n, "rounds"), nl=False))
 
 
 @app.command("iterations")

@@ -36,6 +36,7 @@ class Paths:
     index: str = "data/index"  # the LanceDB tag index over the pool (index stage)
     evaluate_base: str = "data/evaluate_base"  # the base model's evaluation (evaluate --base)
     report: str = "data/report"  # datakit report: markdown, HTML and PNG plots across iterations
+    ifeval_base: str = "data/ifeval_base"  # the base model's instruction-following evaluation (ifeval --base)
 
 
 @dataclass(frozen=True)
@@ -328,12 +329,132 @@ class EvaluateConfig:
             raise ValueError(f"nll_batch_size: must be >= 1, got {self.nll_batch_size}")
 
 
+BANNED = [
+    "image",
+    "images",
+    "graph",
+    "graphs",
+    "picture",
+    "pictures",
+    "file",
+    "files",
+    "map",
+    "maps",
+    "draw",
+    "plot",
+    "go to",
+    "video",
+    "audio",
+    "music",
+    "flowchart",
+    "diagram",
+]  # Self-Instruct's list
+
+
+@dataclass(frozen=True)
+class IsheepConfig:
+    """The I-SHEEP recipe (``recipes/isheep/dvc.yaml``). ``train``, ``score``, ``evaluate`` and ``generate``
+    are partial sections merged over the top-level ones when a stage runs an I-SHEEP round."""
+
+    seeds: str = "datakit/resources/isheep_seeds.jsonl"  # seed tasks (jsonl: instruction, input, output)
+    # one_base = train the base on the last round's data (the paper's best) | one_last = train the last
+    # model on it | total_base = train the base on every round's data so far
+    setting: Literal["one_base", "one_last", "total_base"] = "one_base"
+    generate: dict[str, Any] = field(default_factory=dict)  # over `generate` (the responses)
+    score: dict[str, Any] = field(default_factory=dict)  # over `score`
+    train: dict[str, Any] = field(default_factory=dict)  # over `train` (objective sft or poft)
+    evaluate: dict[str, Any] = field(default_factory=dict)  # over `evaluate`
+
+
+@dataclass(frozen=True)
+class SynthesizeConfig:
+    prompts: int = 48  # instruction-generation prompts per round
+    examples: int = 3  # tasks shown in each prompt (k, sampled)
+    earlier: int = 0  # of those, how many come from earlier rounds' kept instructions (when there are any)
+    new_per_prompt: int = 5  # new instructions each prompt asks for
+    min_words: int = 3  # rule filter: fewer words is too short
+    max_words: int = 150  # rule filter: more words is too long
+    banned: list[str] = field(
+        default_factory=lambda: list(BANNED)
+    )  # rule filter: tasks a text model cannot do
+    rouge_threshold: float = 0.7  # rule filter: ROUGE-L above this against a seed or kept instruction
+    seed: int = 0  # which tasks each prompt shows
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(
+            temperature=0.7, top_p=0.95, max_new_tokens=160, batch_size=16
+        )
+    )  # the instruction writer's own settings (sampled: greedy repeats itself)
+
+    def __post_init__(self) -> None:
+        if self.prompts < 1 or self.examples < 1 or self.new_per_prompt < 1:
+            raise ValueError("prompts, examples and new_per_prompt: must be >= 1")
+        if not 0 <= self.earlier <= self.examples:
+            raise ValueError(f"earlier: must be within 0-examples ({self.examples}), got {self.earlier}")
+        if not 1 <= self.min_words <= self.max_words:
+            raise ValueError("min_words/max_words: need 1 <= min_words <= max_words")
+        if not 0 < self.rouge_threshold <= 1:
+            raise ValueError(f"rouge_threshold: must be within (0, 1], got {self.rouge_threshold}")
+
+
+@dataclass(frozen=True)
+class AssessConfig:
+    prompt: Literal["simple", "combined", "icl"] = "combined"  # the self-assessment prompt variant
+    retries: int = 1  # sampled re-asks for an answer with no parsable score
+    max_failure_rate: float = 0.5  # share of unscored pairs above which the stage fails
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(max_new_tokens=128, batch_size=16)
+    )  # the assessor's own generation settings
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ValueError(f"retries: must be >= 0, got {self.retries}")
+        if not 0 <= self.max_failure_rate <= 1:
+            raise ValueError(f"max_failure_rate: must be within 0-1, got {self.max_failure_rate}")
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    strategy: Literal["score", "ppl", "density", "density_ppl"] = "score"  # what decides the kept pairs
+    threshold: int = 8  # score: keep self-scores >= this (1-10)
+    max_ppl: float = 50.0  # ppl, density_ppl: drop pairs whose response perplexity is above this
+    keep: float = (
+        0.5  # density, density_ppl: k-means clusters = round(keep * pairs), one pair kept per cluster
+    )
+    batch_size: int = 8  # ppl and embeddings: pairs per forward pass
+    max_length: int = 512  # prompt + response tokens read per pair
+    device: str = "auto"  # auto = cuda when present, else cpu
+    seed: int = 0  # k-means seed; density: which pair of a cluster is kept
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.threshold <= 10:
+            raise ValueError(f"threshold: must be within 1-10, got {self.threshold}")
+        if self.max_ppl <= 1 or not 0 < self.keep <= 1 or self.batch_size < 1:
+            raise ValueError("max_ppl must be > 1, keep within (0, 1], batch_size >= 1")
+
+
+@dataclass(frozen=True)
+class IfevalConfig:
+    path: str = "datakit/resources/ifeval.jsonl"  # instruction-following prompts (jsonl; 120 built in)
+    max_new_tokens: int = 128  # answer length cap (the other settings come from `generate`)
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
+
+
 @dataclass(frozen=True)
 class Iteration:
     n: int  # iteration number t (1 = the base model)
     model_in: str  # M_t: the model this iteration generates with and trains from
     model_out: str  # M_{t+1}: the merged model train writes (the next iteration's model_in)
     dir: str  # this iteration's artifact folder; each stage writes <dir>/<stage>/
+    train_from: str = ""  # I-SHEEP rounds: the model train starts from ('' = model_in)
+    recipe: str = "apt"  # set by Params: apt (iterations) | isheep (rounds)
+
+    @property
+    def start(self) -> str:
+        """The model train starts from (and, for DPO, is referenced to)."""
+        return self.train_from or self.model_in
 
 
 @dataclass(frozen=True)
@@ -354,11 +475,52 @@ class Params:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    ifeval: IfevalConfig = field(default_factory=IfevalConfig)
+    isheep: IsheepConfig = field(default_factory=IsheepConfig)
+    synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
+    assess: AssessConfig = field(default_factory=AssessConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    rounds: dict[str, Iteration] = field(default_factory=dict)  # I-SHEEP rounds (`datakit rounds N`)
 
     def iteration(self, key: str) -> Iteration:
+        """APT iteration ``iter_<n>`` or I-SHEEP round ``round_<n>``."""
+        if key in self.rounds:
+            return dataclasses.replace(self.rounds[key], recipe="isheep")
         if key not in self.iterations:
-            raise ConfigError(f"iterations: no iteration '{key}' (known: {', '.join(self.iterations)})")
+            known = [*self.iterations, *self.rounds]
+            raise ConfigError(f"iterations: no iteration '{key}' (known: {', '.join(known)})")
         return self.iterations[key]
+
+    def for_step(self, key: str) -> Params:
+        """The settings a stage runs ``key`` with: for an I-SHEEP round, the ``isheep`` overrides merged in."""
+        if key not in self.rounds:
+            return self
+        return with_overrides(self)
+
+
+def _merge(base: dict, over: Mapping) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def with_overrides(params: Params) -> Params:
+    """``params`` with ``isheep.{generate,score,train,evaluate}`` merged over those sections (key by key,
+    nested mappings too), each rebuilt strictly: an unknown key stops naming ``isheep.<section>.<key>``."""
+    changed = {}
+    for name in ("generate", "score", "train", "evaluate"):
+        over = getattr(params.isheep, name)
+        if over:
+            section = getattr(params, name)
+            changed[name] = build(type(section), _merge(dataclasses.asdict(section), over), f"isheep.{name}")
+    out = dataclasses.replace(params, **changed)
+    if params.rounds and out.train.objective not in ("sft", "poft"):
+        raise ConfigError(
+            f"isheep.train.objective: I-SHEEP rounds train with sft or poft (no rejected answers), got "
+            f"{out.train.objective!r}"
+        )
+    return out
 
 
 def _type_name(tp: Any) -> str:
@@ -455,6 +617,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:
         params = build(Params, data, "")
+        with_overrides(params)  # a bad override fails now, not when the round's stage runs
+        if overlap := set(params.iterations) & set(params.rounds):
+            raise ConfigError(f"rounds: keys also used by iterations: {sorted(overlap)}")
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     return params

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from datakit.config import Paths, load_params
+from datakit.config import IsheepConfig, Paths, load_params
 from datakit.errors import ConfigError
 from datakit.schemas import write_text_atomic
 
@@ -36,7 +36,7 @@ def iteration_block(n: int, base_model: str, data_dir: str = "data") -> str:
         model_out = f"{folder}/train/model"
         lines += [
             f"  iter_{t}:",
-            f"    n: {t:<36} # iteration number t",
+            f"    n: {t:<43} # iteration number t",
             f"    model_in: {model_in:<29} # M_t: generates, is judged, trains from",
             f"    model_out: {model_out:<28} # M_{{t+1}}: the merged model train writes",
             f"    dir: {folder:<34} # this iteration's artifact folder",
@@ -45,17 +45,47 @@ def iteration_block(n: int, base_model: str, data_dir: str = "data") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _block_span(text: str) -> tuple[int, int]:
-    """Start and end offsets of the top-level ``iterations:`` block (to the next top-level key or EOF)."""
-    found = re.search(r"^iterations:[^\n]*\n", text, flags=re.MULTILINE)
+ROUNDS_HEADER = (
+    "rounds:\n"
+    "  # One item per I-SHEEP round (recipes/isheep/dvc.yaml), written by `datakit rounds N` for isheep.setting.\n"
+    "  # Round t writes instructions and answers them with model_in (M_t), assesses and filters them, and trains\n"
+    "  # train_from into model_out (M_{t+1}).\n"
+)
+
+
+def round_block(n: int, base_model: str, setting: str, data_dir: str = "data/isheep") -> str:
+    """The YAML text of ``rounds`` for ``n`` I-SHEEP rounds under ``setting`` (see ``IsheepConfig``)."""
+    if n < 1:
+        raise ConfigError(f"rounds: need at least 1, got {n}")
+    lines = [ROUNDS_HEADER.rstrip("\n")]
+    model_in = base_model
+    for t in range(1, n + 1):
+        folder = f"{data_dir}/round_{t}"
+        model_out = f"{folder}/train/model"
+        train_from = model_in if setting == "one_last" else base_model
+        lines += [
+            f"  round_{t}:",
+            f"    n: {t:<43} # round number t",
+            f"    model_in: {model_in:<36} # M_t: writes the instructions, answers and assesses them",
+            f"    train_from: {train_from:<34} # the model train starts from ({setting})",
+            f"    model_out: {model_out:<35} # M_{{t+1}}: the merged model train writes",
+            f"    dir: {folder:<41} # this round's artifact folder",
+        ]
+        model_in = model_out
+    return "\n".join(lines) + "\n"
+
+
+def _block_span(text: str, name: str = "iterations") -> tuple[int, int]:
+    """Start and end offsets of the top-level ``name:`` block (to the next top-level key or EOF)."""
+    found = re.search(rf"^{name}:[^\n]*\n", text, flags=re.MULTILINE)
     if not found:
         return len(text), len(text)
     rest = re.search(r"^[^\s#]", text[found.end() :], flags=re.MULTILINE)
     return found.start(), found.end() + rest.start() if rest else len(text)
 
 
-def write_iterations(params_path: str | Path, n: int) -> str:
-    """Rewrite params.yaml's ``iterations`` block for ``n`` iterations; returns the new block.
+def write_iterations(params_path: str | Path, n: int, block_name: str = "iterations") -> str:
+    """Rewrite params.yaml's ``iterations`` (or ``rounds``) block for ``n`` items; returns the new block.
 
     The result is loaded back strictly before it replaces the file, so a bad edit never lands.
     """
@@ -64,9 +94,14 @@ def write_iterations(params_path: str | Path, n: int) -> str:
         raise ConfigError(f"{path}: not found (run datakit from the project root, or pass --params)")
     text = path.read_text()
     # Read the base model's path loosely: the old block may be the thing being fixed.
-    paths = (yaml.safe_load(text) or {}).get("paths") or {}
-    start, end = _block_span(text)
-    block = iteration_block(n, paths.get("base_model", Paths.base_model))
+    loose = yaml.safe_load(text) or {}
+    paths = loose.get("paths") or {}
+    start, end = _block_span(text, block_name)
+    base = paths.get("base_model", Paths.base_model)
+    if block_name == "rounds":
+        block = round_block(n, base, (loose.get("isheep") or {}).get("setting", IsheepConfig.setting))
+    else:
+        block = iteration_block(n, base)
     head = text[:start] if start == len(text) or text[:start].endswith("\n") else text[:start] + "\n"
     new = head + block + text[end:]
     tmp = path.with_name(f".{path.name}.check")

@@ -173,16 +173,16 @@ def judge_prompt(instruction: str, response: str, reference: str | None, rubric:
 _MARKER = re.compile(r"\[\s*RESULT\s*\]", re.IGNORECASE)
 # What may follow the marker: the score, optionally "Score:", parentheses, "/5", bold, and closing noise.
 _AFTER = re.compile(
-    r"^[\s*:\-]*(?:score\s*[:=]?\s*)?\(?\s*(\d+)\s*\)?\s*(?:/\s*5|out of 5)?[\s*.\"'`]*(?:</s>|<\|im_end\|>|<\|eot_id\|>)?\s*$",
+    r"^[\s*:\-]*(?:score\s*[:=]?\s*)?\(?\s*(\d+)\s*\)?\s*(?:/\s*\d+|out of \d+)?[\s*.\"'`]*(?:</s>|<\|im_end\|>|<\|eot_id\|>)?\s*$",
     re.IGNORECASE,
 )
 
 
-def parse_result(text: str) -> tuple[int | None, str, str | None]:
+def parse_result(text: str, top: int = 5) -> tuple[int | None, str, str | None]:
     """Parse a judge's own output into (score, feedback, error).
 
-    The output must contain exactly one ``[RESULT]`` marker, followed by an integer 1-5 and nothing else
-    but closing punctuation. Feedback is the text before the marker.
+    The output must contain exactly one ``[RESULT]`` marker, followed by an integer 1-``top`` and nothing
+    else but closing punctuation. Feedback is the text before the marker.
     """
     markers = list(_MARKER.finditer(text or ""))
     if not markers:
@@ -195,9 +195,48 @@ def parse_result(text: str) -> tuple[int | None, str, str | None]:
     if not m:
         return None, feedback, f"[RESULT] is not followed by a lone integer: {text[marker.end() :][:40]!r}"
     score = int(m.group(1))
-    if not 1 <= score <= 5:
-        return None, feedback, f"score {score} is outside 1-5"
+    if not 1 <= score <= top:
+        return None, feedback, f"score {score} is outside 1-{top}"
     return score, feedback, None
+
+
+def ask_until_parsed(
+    prompts: dict[int, str],
+    parsed: list[tuple[int | None, str, str | None]],
+    raw: list[str],
+    backend: Backend,
+    parse,
+    *,
+    retries: int,
+    seed: int = 0,
+    system_prompt: str = "",
+    advance=None,
+    prefill: str = "",
+) -> None:
+    """Ask ``backend`` every prompt; re-ask (sampled) those whose answer ``parse`` cannot score, up to
+    ``retries`` times. ``parsed[i]`` (score, feedback, error) and ``raw[i]`` are filled in place for each
+    prompt index ``i``; the last attempt's error stays when no attempt parsed. ``prefill`` starts the
+    answer (an assistant message the backend continues); ``parse`` reads only what the model added."""
+    start = [{"role": "assistant", "content": prefill}] if prefill else []
+    pending = list(prompts)
+    for attempt in range(retries + 1):
+        if not pending:
+            break
+        # The first pass uses the configured (usually greedy) settings; a greedy re-ask would repeat
+        # itself, so retries sample with a fresh seed.
+        overrides = {} if attempt == 0 else {"temperature": 0.7, "seed": seed + attempt}
+        outs = backend.generate(
+            [conversation(prompts[i], system_prompt) + start for i in pending],
+            advance if attempt == 0 else None,
+            **overrides,
+        )
+        still = []
+        for i, out in zip(pending, outs, strict=True):
+            raw[i] = out.text
+            parsed[i] = parse(out.text) if out.finish_reason != "error" else (None, "", out.error)
+            if parsed[i][0] is None:
+                still.append(i)
+        pending = still
 
 
 def judge_llm(
@@ -210,41 +249,42 @@ def judge_llm(
     seed: int = 0,
     system_prompt: str = "",
     advance=None,
+    prompt=None,
+    parse=None,
+    prefill: str = "",
 ) -> pl.DataFrame:
     """Grade every response with ``backend``; unparsable answers are re-asked (sampled) up to ``retries`` times.
 
     ``df`` is an ``answered`` frame. Rows whose generation failed are not sent to the judge: null score,
-    the generation's error.
+    the generation's error. ``prompt`` (row -> text), ``parse`` (answer -> (score, feedback, error)) and
+    ``prefill`` (the start of the answer) replace the Prometheus prompt and its ``[RESULT] N`` parser (I-SHEEP's
+    self-assessment grades 1-10 with its own).
     """
     rows = list(df.iter_rows(named=True))
     parsed: list[tuple[int | None, str, str | None]] = [(None, "", _generation_failed(r)) for r in rows]
     raw: list[str] = [""] * len(rows)
-    prompts = {
-        i: judge_prompt(user_message(r["instruction"], r["input"]), r["response"] or "", r["output"], rubric)
-        for i, r in enumerate(rows)
-        if _generation_failed(r) is None
-    }
+    if prompt is None:
+
+        def prompt(r: dict) -> str:
+            return judge_prompt(
+                user_message(r["instruction"], r["input"]), r["response"] or "", r["output"], rubric
+            )
+
+    prompts = {i: prompt(r) for i, r in enumerate(rows) if _generation_failed(r) is None}
     if advance is not None and len(prompts) < len(rows):
         advance(len(rows) - len(prompts), 0)
-    pending = list(prompts)
-    for attempt in range(retries + 1):
-        if not pending:
-            break
-        # The first pass uses the configured (usually greedy) settings; a greedy re-ask would repeat
-        # itself, so retries sample with a fresh seed.
-        overrides = {} if attempt == 0 else {"temperature": 0.7, "seed": seed + attempt}
-        outs = backend.generate(
-            [conversation(prompts[i], system_prompt) for i in pending],
-            advance if attempt == 0 else None,
-            **overrides,
-        )
-        still = []
-        for i, out in zip(pending, outs, strict=True):
-            raw[i] = out.text
-            parsed[i] = parse_result(out.text) if out.finish_reason != "error" else (None, "", out.error)
-            if parsed[i][0] is None:
-                still.append(i)
-        pending = still
+    ask_until_parsed(
+        prompts,
+        parsed,
+        raw,
+        backend,
+        parse or parse_result,
+        retries=retries,
+        seed=seed,
+        system_prompt=system_prompt,
+        advance=advance,
+        prefill=prefill,
+    )
     return _judgments(
         df,
         score=[p[0] for p in parsed],

@@ -122,11 +122,14 @@ def sequence_logps(
     batch_size: int = 8,
     device: str = "cpu",
     bar: tqdm | None = None,
+    states: np.ndarray | None = None,
 ) -> list[tuple[float, int]]:
     """Sum of log p(token) over each sequence's completion tokens (from its prompt length on), and their count.
 
     Sequences are batched by length (right padding); the log-softmax is taken only at the completion
     positions, so memory stays at (completion tokens x vocabulary), not (batch x length x vocabulary).
+    ``states`` (sequences x hidden size), when given, receives each sequence's last-layer hidden state
+    averaged over its tokens, from the same forward pass.
     """
     import torch
 
@@ -147,7 +150,13 @@ def sequence_logps(
                     rows.append(b)
                     cols.append(j)
             ids, mask = ids.to(device), mask.to(device)
-            logits = lm(input_ids=ids, attention_mask=mask).logits
+            result = lm(input_ids=ids, attention_mask=mask, output_hidden_states=states is not None)
+            logits = result.logits
+            if states is not None:
+                last = result.hidden_states[-1].float() * mask.unsqueeze(-1)
+                pooled = (last.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)).cpu().numpy()
+                for b, i in enumerate(idx):
+                    states[i] = pooled[b]
             r = torch.tensor(rows, dtype=torch.long, device=device)
             c = torch.tensor(cols, dtype=torch.long, device=device)
             picked = logits[r, c - 1].float().log_softmax(-1)

@@ -37,6 +37,8 @@ SUMMARY_SCHEMA = {
     "general_accuracy": pl.Float64,
     "general_nll": pl.Float64,
     "train_bad_cases": pl.Int64,
+    "if_prompt_strict": pl.Float64,
+    "if_instruction_strict": pl.Float64,
     "pairs": pl.Int64,
     "steps": pl.Int64,
 }
@@ -54,6 +56,8 @@ class ModelRow:
     general_accuracy: float | None = None  # 0-1
     general_nll: float | None = None  # mean NLL of the general references; lower is better
     train_bad_cases: int | None = None  # bad cases on domain train
+    if_prompt_strict: float | None = None  # ifeval: share of prompts whose every instruction is followed
+    if_instruction_strict: float | None = None  # ifeval: share of instructions followed
     pairs: int | None = None  # preference pairs it was trained on
     steps: int | None = None  # training steps that made it
 
@@ -152,13 +156,16 @@ def model_rows(params: Params, iterations: list[IterationRow]) -> list[ModelRow]
     the next iteration's select, which counts the same model's bad cases; the two should agree.
     """
     select_bad = {it.n: _int(it.select.get("bad_cases")) for it in iterations}
-    found = [("base", "M_1 (base)", 0, read_metrics(Path(params.paths.evaluate_base) / "metrics.json"), None)]
+    base = (read_metrics(Path(params.paths.evaluate_base) / "metrics.json"), Path(params.paths.ifeval_base))
+    found = [("base", "M_1 (base)", 0, *base, None)]
     for it in iterations:
-        metrics = read_metrics(Path(params.iterations[it.key].dir) / "evaluate" / "metrics.json")
-        found.append((it.key, f"M_{it.n + 1} (after {it.key})", it.n, metrics, it))
+        folder = Path(params.iterations[it.key].dir)
+        metrics = read_metrics(folder / "evaluate" / "metrics.json")
+        found.append((it.key, f"M_{it.n + 1} (after {it.key})", it.n, metrics, folder / "ifeval", it))
     rows = []
-    for model, label, index, metrics, it in found:
+    for model, label, index, metrics, ifeval_dir, it in found:
         bad = _int(metrics.get("train_bad_cases"))
+        ifeval = read_metrics(ifeval_dir / "metrics.json")
         rows.append(
             ModelRow(
                 model=model,
@@ -169,6 +176,8 @@ def model_rows(params: Params, iterations: list[IterationRow]) -> list[ModelRow]
                 general_accuracy=_num(metrics.get("general_accuracy")),
                 general_nll=_num(metrics.get("general_nll")),
                 train_bad_cases=bad if bad is not None else select_bad.get(index + 1),
+                if_prompt_strict=_num(ifeval.get("prompt_strict")),
+                if_instruction_strict=_num(ifeval.get("instruction_strict")),
                 pairs=_int(it.pairs.get("pairs")) if it else None,
                 steps=_int(it.train.get("steps")) if it else None,
             )
@@ -283,6 +292,8 @@ def comparison_table(models: list[ModelRow]) -> Block:
                 _pct(m.general_accuracy),
                 _delta(m.general_accuracy, base.general_accuracy),
                 _fmt(m.general_nll, ".3f"),
+                _pct(m.if_prompt_strict),
+                _pct(m.if_instruction_strict),
                 _fmt(m.train_bad_cases),
             )
         )
@@ -293,6 +304,8 @@ def comparison_table(models: list[ModelRow]) -> Block:
         "general accuracy (%)",
         "Δ vs base (points)",
         "general reference NLL",
+        "IF prompt-level (%)",
+        "IF instruction-level (%)",
         "bad cases on domain train",
     )
     return Block("table", headers=headers, rows=rows)
@@ -325,6 +338,58 @@ def iteration_table(iterations: list[IterationRow]) -> Block:
         "loss first → last",
         "chosen log-prob first → last",
         "rejected log-prob first → last",
+    )
+    return Block("table", headers=headers, rows=rows)
+
+
+ROUND_FILTERS = ("length", "banned", "format", "duplicate", "rouge")
+
+
+def isheep_table(params: Params) -> Block:
+    """I-SHEEP, one row per round: the instructions the model wrote and what each filter kept, the self-scores,
+    and the trained model's instruction following and general retention, against the base model."""
+    base_eval = read_metrics(Path(params.paths.evaluate_base) / "metrics.json")
+    base_if = read_metrics(Path(params.paths.ifeval_base) / "metrics.json")
+    rows = [
+        ("base (M_1)", *[MISSING] * 5, _pct(_num(base_if.get("prompt_strict"))),
+         _pct(_num(base_if.get("instruction_strict"))), _pct(_num(base_eval.get("general_accuracy"))), MISSING,
+         _fmt(_num(base_eval.get("general_nll")), ".3f"))
+    ]  # fmt: skip
+    for key, r in sorted(params.rounds.items(), key=lambda kv: kv[1].n):
+        folder = Path(r.dir)
+        synth = read_metrics(folder / "synthesize" / "metrics.json")
+        assess = read_metrics(folder / "assess" / "metrics.json")
+        kept = read_metrics(folder / "filter" / "metrics.json")
+        ifeval = read_metrics(folder / "ifeval" / "metrics.json")
+        ev = read_metrics(folder / "evaluate" / "metrics.json")
+        after = " / ".join(_fmt(_int(synth.get(f"kept_after_{f}"))) for f in ROUND_FILTERS)
+        rows.append(
+            (
+                f"{r.n} ({key})" if synth else f"{r.n} ({key}) — not run",
+                _fmt(_int(synth.get("generated"))),
+                after,
+                _fmt(_num(assess.get("mean_score")), ".2f"),
+                _fmt(_int(kept.get("kept"))),
+                _fmt(_int(assess.get("unscored"))),
+                _pct(_num(ifeval.get("prompt_strict"))),
+                _pct(_num(ifeval.get("instruction_strict"))),
+                _pct(_num(ev.get("general_accuracy"))),
+                _delta(_num(ev.get("general_accuracy")), _num(base_eval.get("general_accuracy"))),
+                _fmt(_num(ev.get("general_nll")), ".3f"),
+            )
+        )
+    headers = (
+        "round",
+        "instructions written",
+        "kept after length / banned / format / duplicate / ROUGE-L",
+        "mean self-score (1-10)",
+        "kept after assessment",
+        "unscored",
+        "IF prompt-level (%)",
+        "IF instruction-level (%)",
+        "general accuracy (%)",
+        "Δ vs base (points)",
+        "general reference NLL",
     )
     return Block("table", headers=headers, rows=rows)
 
@@ -371,6 +436,18 @@ def report_blocks(
         Block("img", "accuracy.png", "domain and general accuracy and general reference NLL per model"),
         Block("img", "logps.png", "chosen and rejected log-probs per training step"),
     ]
+    if params.rounds:
+        blocks += [
+            Block("h2", "I-SHEEP rounds"),
+            Block(
+                "p",
+                f"Each round the model writes instructions from the seed tasks, answers them, grades its own pairs "
+                f"(prompt `{params.assess.prompt}`), keeps them by `{params.filter.strategy}` and is fine-tuned "
+                f"(setting `{params.isheep.setting}`). IF is the offline instruction-following evaluation "
+                "(strict); general accuracy and NLL are the retention metrics, against the base model.",
+            ),
+            isheep_table(params),
+        ]
     return blocks
 
 

@@ -1,12 +1,13 @@
-"""generate — the iteration's model M_t answers the domain training set.
+"""generate — the iteration's model M_t answers the domain training set (I-SHEEP: the round's instructions).
 
-Reads: ``data.domain_train`` (any supported source), the iteration's ``model_in``, params ``generate``.
+Reads: ``data.domain_train`` (any supported source), or for an I-SHEEP round its
+``synthesize/instructions.parquet``; the iteration's ``model_in``, params ``generate``.
 Writes: ``<iteration dir>/generate/generations.parquet`` and ``summary.json`` (rows, tokens, tokens/s,
 finish reasons). Greedy answers of a local model come from the generation cache when this model was
 already asked these prompts (evaluate answers domain train with the model the next iteration starts
 from). Finished shards are kept under ``paths.work`` until the stage completes, so a killed run
 resumes where it stopped.
-Run: ``datakit generate --iteration iter_1`` (``dvc repro generate@iter_1``).
+Run: ``datakit generate --iteration iter_1`` (``dvc repro generate@iter_1``); ``--iteration round_1`` for I-SHEEP.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datakit.config import Iteration, Params
 from datakit.generate import generate_frame, generation_cache
 from datakit.loaders import load_examples
 from datakit.runlog import summary_line, write_json
-from datakit.schemas import GENERATIONS, write_table
+from datakit.schemas import GENERATIONS, read_table, write_table
 from datakit.shards import clear_work, model_fingerprint, work_key
 
 NAME = "generate"
@@ -98,7 +99,13 @@ def answer(
 def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     started = time.perf_counter()
     it = params.iteration(iteration)
-    examples = load_examples(params.data.domain_train, "train")
+    if it.recipe == "isheep":
+        from datakit.isheep import INSTRUCTIONS
+        from stages import synthesize  # synthesize generates through answer() below
+
+        examples = read_table(synthesize.output(it), INSTRUCTIONS)
+    else:
+        examples = load_examples(params.data.domain_train, "train")
     out, summary, work = answer(
         params, examples, it.model_in, it.n, name=NAME, desc=f"{NAME} {iteration}", progress=progress
     )

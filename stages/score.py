@@ -1,6 +1,7 @@
 """score — PoFT's reference scores: each reference model's mean log-prob per answer token on the SFT set.
 
-Reads: ``<iteration dir>/sft_set/sft.parquet``, the reference models (params ``score.references``: ``base``
+Reads: ``<iteration dir>/sft_set/sft.parquet`` (an I-SHEEP round: ``<round dir>/filter/kept.parquet``, with
+``isheep.setting: total_base`` every round's so far), the reference models (params ``score.references``: ``base``
 is ``paths.base_model``, ``earlier`` every earlier iteration's trained model M_2..M_t, anything else a local
 path or hub id), params ``score``.
 Writes: ``<iteration dir>/score/scores.parquet`` (the SFT set plus ``r_ref``, ``r_refs``, ``ref_tokens``) and
@@ -11,6 +12,7 @@ Run: ``datakit score --iteration iter_1`` (``dvc repro score@iter_1``).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -32,6 +34,19 @@ def output(it: Iteration) -> Path:
     return Path(it.dir) / NAME / "scores.parquet"
 
 
+def sft_input(params: Params, it: Iteration) -> list[Path]:
+    """The SFT set(s) iteration ``it`` scores: its sft_set stage's, or an I-SHEEP round's kept pairs (with
+    ``isheep.setting: total_base``, those of every round so far)."""
+    if it.recipe != "isheep":
+        return [sft_set.output(it)]
+    from stages import filter as filter_stage
+
+    if params.isheep.setting != "total_base":
+        return [filter_stage.output(it)]
+    rounds = sorted((r for r in params.rounds.values() if r.n <= it.n), key=lambda r: r.n)
+    return [filter_stage.output(dataclasses.replace(r, recipe="isheep")) for r in rounds]
+
+
 def references(params: Params, it: Iteration) -> list[str]:
     """``score.references`` resolved for iteration ``it``, duplicates removed, order kept."""
     out: list[str] = []
@@ -39,7 +54,8 @@ def references(params: Params, it: Iteration) -> list[str]:
         if ref == "base":
             out.append(params.paths.base_model)
         elif ref == "earlier":
-            out.extend(other.model_out for other in params.iterations.values() if other.n < it.n)
+            steps = params.rounds if it.recipe == "isheep" else params.iterations
+            out.extend(other.model_out for other in steps.values() if other.n < it.n)
         else:
             out.append(ref)
     out = list(dict.fromkeys(out))
@@ -55,7 +71,8 @@ def references(params: Params, it: Iteration) -> list[str]:
 def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     started = time.perf_counter()
     it, cfg = params.iteration(iteration), params.score
-    rows = read_table(sft_set.output(it), SFT_SET)
+    sources = sft_input(params, it)
+    rows = pl.concat([read_table(path, SFT_SET) for path in sources])
     models = references(params, it)
     logps, counts, reused = [], [], 0
     for model in models:
@@ -67,7 +84,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
             device=cfg.device,
             cache_root=params.paths.cache,
             progress=progress,
-            where=str(sft_set.output(it)),
+            where=", ".join(map(str, sources)),
         )
         logps.append(scored["logp"].to_numpy())
         counts.append(scored["n_tokens"].to_numpy())

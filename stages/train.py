@@ -113,6 +113,7 @@ def plot_logps(log: pl.DataFrame, path: Path, title: str) -> None:
 def run(params: Params, iteration: str, progress: bool = True) -> dict:
     started = time.perf_counter()
     it, cfg = params.iteration(iteration), params.train
+    data = "isheep" if it.recipe == "isheep" else cfg.data  # what the SFT set was made of
     kinds = phases(cfg)
     device = pick_device(cfg.device)
     if "poft" in kinds:
@@ -128,7 +129,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
     tmp = Path(tempfile.mkdtemp(dir=work, prefix=f"{iteration}-"))
     logs, results, rows_in, taus, trainable = [], [], {}, None, 0
     try:
-        model = it.model_in
+        model = it.start  # M_t; an I-SHEEP round may start from the base model instead (isheep.setting)
         for i, kind in enumerate(kinds):
             rows = training_rows(params, it, kind)
             rows_in[kind] = rows.height
@@ -171,20 +172,20 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
         offset += int(part["step"].max() or 0)
     log = pl.concat(parts, how="diagonal_relaxed")
     write_text_atomic(log.write_csv(), out_dir / "log.csv")
-    plot_logps(log, out_dir / "logps.png", f"{iteration}: {trainer_kind(cfg)} on {cfg.data}")
+    plot_logps(log, out_dir / "logps.png", f"{iteration}: {trainer_kind(cfg)} on {data}")
     if taus is None:  # no PoFT phase: the files exist (DVC outputs), empty
         taus = pl.DataFrame(schema=TAU_LOG)
     write_text_atomic(taus.select(list(TAU_LOG)).write_csv(), out_dir / "tau.csv")
     plot_tau(
         taus,
         out_dir / "tau.png",
-        f"{iteration}: PoFT weights over training ({trainer_kind(cfg)} on {cfg.data})",
+        f"{iteration}: PoFT weights over training ({trainer_kind(cfg)} on {data})",
     )
     tau_stats = tau_summary(taus) if taus.height else {}
     metrics = {
         "objective": cfg.objective if kinds != ["sft"] else "sft",
         "trainer": trainer_kind(cfg),
-        "data": cfg.data,
+        "data": data,
         "rows": sum(rows_in.values()),
         **{f"rows_{kind}": n for kind, n in rows_in.items()},
         "keep_top": cfg.keep_top,
@@ -193,7 +194,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
         "train_loss": round(float(results[-1].training_loss), 5),
         "train_seconds": round(sum(float(r.metrics.get("train_runtime", 0.0)) for r in results), 2),
         "device": device,
-        "model_in": it.model_in,
+        "model_in": it.start,
         "model_out": it.model_out,
         **log_summary(log.drop("phase")),
         **tau_stats,
@@ -215,7 +216,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
         rows_out=metrics["steps"],
         failed=0,
         seconds=time.perf_counter() - started,
-        extra=f"{metrics['trainer']} on {cfg.data}, loss {metrics.get('loss_first', float('nan')):.3f} -> "
+        extra=f"{metrics['trainer']} on {data}, loss {metrics.get('loss_first', float('nan')):.3f} -> "
         f"{metrics.get('loss_last', float('nan')):.3f}{trend}",
     )
     return metrics

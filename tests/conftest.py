@@ -53,6 +53,8 @@ def tiny_params(root: Path, model: Path, **overrides) -> dict:
     for name in ("dpo", "orpo", "sft"):
         params["train"][name]["max_length"] = 256
     params["score"]["max_length"] = 256
+    params["filter"]["max_length"] = 256
+    params["ifeval"]["max_new_tokens"] = 8
     for section, values in overrides.items():
         params[section].update(values)
     return params

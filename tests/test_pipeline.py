@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -130,14 +131,19 @@ PER_ITERATION = (
     "score",
     "train",
     "evaluate",
+    "ifeval",
 )
-COMMANDS = ["synth", "base_model", "tag", "index", *PER_ITERATION, "iterations", "report", "check"]
+COMMANDS = [
+    "synth", "base_model", "tag", "index", *PER_ITERATION, "iterations", "report", "check",
+    "ifeval", "synthesize", "assess", "filter", "rounds",
+]  # fmt: skip
 STAGES = (
     "synth",
     "base_model",
     "tag",
     "index",
     "evaluate_base",
+    "ifeval_base",
     *(f"{s}@{it}" for it in ("iter_1", "iter_2") for s in PER_ITERATION),
 )
 
@@ -148,8 +154,9 @@ def test_every_command_has_help(command):
     assert result.exit_code == 0 and "--params" in result.output
 
 
-def test_cli_commands_match_dvc_stage_names():
-    stages = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"]
+@pytest.mark.parametrize("pipeline", ["dvc.yaml", "recipes/isheep/dvc.yaml"])
+def test_cli_commands_match_dvc_stage_names(pipeline):
+    stages = yaml.safe_load((Path(__file__).parents[1] / pipeline).read_text())["stages"]
     for name, stage in stages.items():
         cmd = stage.get("do", stage)["cmd"]
         # evaluate_base is `datakit evaluate --base`: the same command on the base model.
@@ -201,3 +208,76 @@ def test_judge_and_select_refuse_generations_that_miss_rows(project):
     result = runner.invoke(app, ["select", "--iteration", "iter_1"])
     assert result.exit_code == 1
     assert "generations.parquet: has no generation for 7 rows" in result.output
+
+
+SHEEP_LIST = "1. Name a color.\n2. Add two numbers.\n3. Spell a word."
+SHEEP_ANSWERS = {"Name a color.": "Blue.", "Add two numbers.": "2 + 3 = 5.", "Spell a word.": "c-a-t."}
+SHEEP_SEEDS = [("Sort the numbers.", "42, 7, 19"), ("Name a planet.", "")]
+ISHEEP_PER_ROUND = ("synthesize", "generate", "assess", "filter", "score", "train", "evaluate", "ifeval")
+
+
+@pytest.fixture(scope="session")
+def sheep_model(tmp_path_factory) -> Path:
+    """A tiny model that has learnt the prompts of a 2-seed I-SHEEP round: both instruction-writing prompts
+    (the two seeds in either order) get SHEEP_LIST, each listed task its SHEEP_ANSWERS answer, and the
+    self-assessment of each (prefilled "Score:") " 9. Good."."""
+    from tiny import build_tiny_model, train_to_answers
+
+    from datakit.isheep import ASSESS_PREFILL, assess_prompt, synth_prompt
+
+    def user(text: str) -> list[dict]:
+        return [{"role": "user", "content": text}]
+
+    cases = [(user(synth_prompt(order, 3)), SHEEP_LIST) for order in (SHEEP_SEEDS, SHEEP_SEEDS[::-1])]
+    cases += [(user(task), answer) for task, answer in SHEEP_ANSWERS.items()]
+    cases += [
+        (user(assess_prompt("combined", task, "", answer)) + [{"role": "assistant", "content": ASSESS_PREFILL}], " 9. Good.")
+        for task, answer in SHEEP_ANSWERS.items()
+    ]
+    path = build_tiny_model(tmp_path_factory.mktemp("models") / "sheep", seed=3)
+    return train_to_answers(path, cases, steps=200)
+
+
+def test_isheep_recipe_two_rounds_under_dvc_repro(project, sheep_model):
+    shutil.copytree(Path(__file__).parents[1] / "recipes", project / "recipes")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    seeds = [{"instruction": i, "input": x, "output": "ok"} for i, x in SHEEP_SEEDS]
+    (project / "seeds.jsonl").write_text("".join(json.dumps(s) + "\n" for s in seeds))
+    params["base_model"]["source"] = str(sheep_model)
+    params["isheep"]["seeds"] = "seeds.jsonl"
+    params["synthesize"].update(prompts=2, examples=2, new_per_prompt=3)
+    params["synthesize"]["generation"].update(max_new_tokens=48, batch_size=2, shard_size=2)
+    params["assess"]["generation"].update(max_new_tokens=4)
+    params["ifeval"]["max_new_tokens"] = 4
+    params["isheep"]["train"]["args"]["learning_rate"] = 1e-5  # keep the tiny model's answers through round 2
+    write_params(project, params)
+    sh(str(BIN / "datakit"), "rounds", "2", cwd=project)
+    init_repo(project)
+    out = sh(str(BIN / "dvc"), "repro", "recipes/isheep/dvc.yaml", cwd=project)
+    recipe = {f"recipes/isheep/dvc.yaml:{s}@round_{t}" for s in ISHEEP_PER_ROUND for t in (1, 2)}
+    assert ran(out) == {"synth", "base_model"} | recipe  # and nothing of APT
+
+    for t in (1, 2):
+        folder = project / f"data/isheep/round_{t}"
+        synth = json.loads((folder / "synthesize/metrics.json").read_text())
+        kept = pl.read_parquet(folder / "synthesize/instructions.parquet")
+        # The model lists (some of) the learnt tasks; both prompts list them, so repeats go as duplicates.
+        dropped = sum(synth[f"dropped_{f}"] for f in ("length", "banned", "format", "duplicate", "rouge"))
+        assert synth["generated"] == synth["kept"] + dropped and synth["kept"] == kept.height >= 1
+        assert set(kept["instruction"]) <= set(SHEEP_ANSWERS) and kept["instruction"].is_unique().all()
+        assessed = pl.read_parquet(folder / "assess/assessments.parquet")
+        assert assessed["score"].to_list() == [9] * kept.height
+        filtered = json.loads((folder / "filter/metrics.json").read_text())
+        assert filtered["kept"] == kept.height and filtered["kept_mean_score"] == 9.0
+        trained = json.loads((folder / "train/metrics.json").read_text())
+        assert trained["rows"] == kept.height and trained["data"] == "isheep"
+        assert trained["model_in"] == "data/base_model"  # one_base: every round trains the base model
+        assert (folder / "train/model/model.safetensors").exists()
+        ifeval = json.loads((folder / "ifeval/metrics.json").read_text())
+        assert ifeval["prompts"] >= 100 and 0 <= ifeval["prompt_strict"] <= ifeval["prompt_loose"] <= 1
+        assert "general_accuracy" in json.loads((folder / "evaluate/metrics.json").read_text())
+    # Round 2 writes and answers with M_2, and (one_base) trains the base model again.
+    gens = read_table(project / "data/isheep/round_2/generate/generations.parquet", GENERATIONS)
+    assert set(gens["model"]) == {"data/isheep/round_1/train/model"}
+    again = sh(str(BIN / "dvc"), "repro", "recipes/isheep/dvc.yaml", cwd=project)
+    assert "Running stage" not in again

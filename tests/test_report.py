@@ -111,6 +111,21 @@ def _write_run(root: Path) -> None:
         "15,0.6,,1e-5,1.0,0.2,-0.2,0.4,0.9,-80.5,-150.0\n"
     )
     _write_json(it / "evaluate/metrics.json", _evaluation("data/iter_1/train/model", 1, 0.09, 0.44, 2.6, 250))
+    _write_json(root / "data/ifeval_base/metrics.json", {"prompt_strict": 0.1, "instruction_strict": 0.25})
+    _write_json(it / "ifeval/metrics.json", {"prompt_strict": 0.125, "instruction_strict": 0.3})
+    # I-SHEEP: round 1 ran, rounds 2 and 3 have not.
+    r1 = root / "data/isheep/round_1"
+    kept_after = {"length": 118, "banned": 110, "format": 100, "duplicate": 90, "rouge": 80}
+    _write_json(
+        r1 / "synthesize/metrics.json",
+        {"generated": 120, **{f"kept_after_{k}": v for k, v in kept_after.items()}},
+    )
+    _write_json(r1 / "assess/metrics.json", {"mean_score": 8.25, "unscored": 12})
+    _write_json(r1 / "filter/metrics.json", {"kept": 50})
+    _write_json(r1 / "ifeval/metrics.json", {"prompt_strict": 0.15, "instruction_strict": 0.35})
+    _write_json(
+        r1 / "evaluate/metrics.json", _evaluation("data/isheep/round_1/train/model", 1, 0.03, 0.47, 2.4, 0)
+    )
 
 
 @pytest.fixture
@@ -140,7 +155,8 @@ def test_report_tables_plots_and_summary(run: Params, tmp_path: Path):
     md = (report / "report.md").read_text()
     assert "dvc exp show" not in md  # baselines=False: no lookup, no line about one
     # domain: 2.0% -> 9.0% = +7.0 points; general: 45.0% -> 44.0% = -1.0 point.
-    assert _cells(_line(md, "| M_1 (base)")) == ["M_1 (base)", "2.0", "+0.0", "45.0", "+0.0", "2.500", "290"]
+    base = ["M_1 (base)", "2.0", "+0.0", "45.0", "+0.0", "2.500", "10.0", "25.0", "290"]
+    assert _cells(_line(md, "| M_1 (base)")) == base
     assert _cells(_line(md, "| M_2 (after iter_1)")) == [
         "M_2 (after iter_1)",
         "9.0",
@@ -148,9 +164,26 @@ def test_report_tables_plots_and_summary(run: Params, tmp_path: Path):
         "44.0",
         "-1.0",
         "2.600",
+        "12.5",
+        "30.0",
         "250",
     ]
-    assert _cells(_line(md, "| M_3 (after iter_2)")) == ["M_3 (after iter_2) — not run"] + ["—"] * 6
+    assert _cells(_line(md, "| M_3 (after iter_2)")) == ["M_3 (after iter_2) — not run"] + ["—"] * 8
+    # I-SHEEP: general accuracy 45.0% -> 47.0% = +2.0 points.
+    assert _cells(_line(md, "| base (M_1)")) == ["base (M_1)"] + ["—"] * 5 + [
+        "10.0",
+        "25.0",
+        "45.0",
+        "—",
+        "2.500",
+    ]
+    assert _cells(_line(md, "| 1 (round_1)")) == [
+        "1 (round_1)", "120", "118 / 110 / 100 / 90 / 80", "8.25", "50", "12", "15.0", "35.0", "47.0", "+2.0", "2.400",
+    ]  # fmt: skip
+    assert (
+        _cells(_line(md, "| 2 (round_2)"))
+        == ["2 (round_2) — not run", "—", " / ".join(["—"] * 5)] + ["—"] * 8
+    )
     assert _cells(_line(md, "| 1 (iter_1)")) == [
         "1 (iter_1)",
         "291",
@@ -169,7 +202,7 @@ def test_report_tables_plots_and_summary(run: Params, tmp_path: Path):
         assert matplotlib.image.imread(report / name).ndim == 3
 
     page = (report / "report.html").read_text()
-    assert page.count("<table>") == 2
+    assert page.count("<table>") == 3
     assert '<img src="accuracy.png"' in page
     assert "<td>+7.0</td>" in page
     assert "<code>&lt;4</code>" in page  # the threshold, escaped
@@ -182,6 +215,8 @@ def test_report_tables_plots_and_summary(run: Params, tmp_path: Path):
         "general_accuracy",
         "general_nll",
         "train_bad_cases",
+        "if_prompt_strict",
+        "if_instruction_strict",
         "pairs",
         "steps",
     ]

@@ -82,25 +82,29 @@ def train_to_answer(path: str | Path, prompts: list[str], answer: str, steps: in
     A few dozen Adam steps on one padded batch are enough for a 2-layer model to learn the reply (about
     8 s on a CPU), which gives tests a real model that writes a parsable judge answer.
     """
+    return train_to_answers(path, [([{"role": "user", "content": p}], answer) for p in prompts], steps)
+
+
+def train_to_answers(path: str | Path, cases: list[tuple[list[dict], str]], steps: int = 60) -> Path:
+    """Teach the tiny model at ``path`` each case's reply to its conversation; save it. A conversation that
+    ends with an assistant message is continued (a prefilled answer), else a new answer is opened."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
-    reply = tok(answer + tok.eos_token, add_special_tokens=False)["input_ids"]
-    heads = [
-        tok(
-            tok.apply_chat_template(
-                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-            ),
-            add_special_tokens=False,
-        )["input_ids"]
-        for p in prompts
-    ]
-    width = max(len(h) for h in heads) + len(reply)
+    heads, replies = [], []
+    for conv, answer in cases:
+        prefilled = conv[-1]["role"] == "assistant"
+        text = tok.apply_chat_template(
+            conv, tokenize=False, add_generation_prompt=not prefilled, continue_final_message=prefilled
+        )
+        heads.append(tok(text, add_special_tokens=False)["input_ids"])
+        replies.append(tok(answer + tok.eos_token, add_special_tokens=False)["input_ids"])
+    width = max(len(h) + len(r) for h, r in zip(heads, replies, strict=True))
     ids = torch.full((len(heads), width), tok.pad_token_id)
     labels = torch.full((len(heads), width), -100)
     mask = torch.zeros((len(heads), width), dtype=torch.long)
-    for i, head in enumerate(heads):
+    for i, (head, reply) in enumerate(zip(heads, replies, strict=True)):
         n = len(head) + len(reply)
         ids[i, :n] = torch.tensor(head + reply)
         labels[i, len(head) : n] = torch.tensor(reply)
