@@ -10,7 +10,7 @@ STAMP := $(VENV)/.datakit-installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run baselines poft-study report test test-all lint bench clean
+.PHONY: setup run isheep baselines poft-study report test test-all lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ setup: $(STAMP)
 
 run: setup
 	$(BIN)/dvc repro
+	$(BIN)/dvc metrics show
+	$(BIN)/datakit report
+
+# I-SHEEP (recipes/isheep/dvc.yaml): `rounds` rounds of self-instruct, self-assess, filter and SFT from the
+# seed tasks, each model evaluated like the APT ones; the base model's instruction following comes first.
+isheep: setup
+	$(BIN)/dvc repro ifeval_base recipes/isheep/dvc.yaml
 	$(BIN)/dvc metrics show
 	$(BIN)/datakit report
 

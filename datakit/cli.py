@@ -170,42 +170,46 @@ def train(
     _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
 
 
+ModelIterationOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--iteration", "-i", help="The model this iteration or I-SHEEP round trained (its model_out)."
+    ),
+]
+BaseOpt = Annotated[bool, typer.Option("--base", help="The base model instead.")]
+
+
+def _on_one_model(name: str, iteration: str | None, base: bool, params: Path, progress: bool) -> None:
+    """Run an evaluation stage on exactly one of: an iteration's (or round's) model, or the base model."""
+    import importlib
+
+    if base == (iteration is not None):
+        print(f"error: {name}: pass exactly one of --iteration or --base", file=sys.stderr)
+        raise typer.Exit(2)
+    stage = importlib.import_module(f"stages.{name}")
+    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
+
+
 @app.command("evaluate")
 def evaluate(
-    iteration: Annotated[
-        str | None,
-        typer.Option("--iteration", "-i", help="Evaluate this iteration's model_out (M_{t+1})."),
-    ] = None,
-    base: Annotated[bool, typer.Option("--base", help="Evaluate the base model instead.")] = False,
+    iteration: ModelIterationOpt = None,
+    base: BaseOpt = False,
     params: ParamsOpt = Path("params.yaml"),
     progress: ProgressOpt = True,
 ) -> None:
     """Domain test accuracy, general retention (accuracy, reference NLL) and bad cases on train for one model."""
-    from stages import evaluate as stage
-
-    if base == (iteration is not None):
-        print("error: evaluate: pass exactly one of --iteration or --base", file=sys.stderr)
-        raise typer.Exit(2)
-    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
+    _on_one_model("evaluate", iteration, base, params, progress)
 
 
 @app.command("ifeval")
 def ifeval(
-    iteration: Annotated[
-        str | None,
-        typer.Option("--iteration", "-i", help="Evaluate this iteration's or round's model_out."),
-    ] = None,
-    base: Annotated[bool, typer.Option("--base", help="Evaluate the base model instead.")] = False,
+    iteration: ModelIterationOpt = None,
+    base: BaseOpt = False,
     params: ParamsOpt = Path("params.yaml"),
     progress: ProgressOpt = True,
 ) -> None:
     """Instruction following checked by code (offline IFEval): prompt- and instruction-level accuracy."""
-    from stages import ifeval as stage
-
-    if base == (iteration is not None):
-        print("error: ifeval: pass exactly one of --iteration or --base", file=sys.stderr)
-        raise typer.Exit(2)
-    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
+    _on_one_model("ifeval", iteration, base, params, progress)
 
 
 @app.command("synthesize")
@@ -267,11 +271,19 @@ def report(
         bool,
         typer.Option("--baselines/--no-baselines", help="Add the baseline runs found in `dvc exp show`."),
     ] = True,
+    commits: Annotated[
+        int,
+        typer.Option(
+            "--commits",
+            min=1,
+            help="Look for baseline experiments on the last N commits (`dvc exp show -n N`).",
+        ),
+    ] = 1,
 ) -> None:
-    """Write the markdown/HTML report with PNG plots across iterations (to `paths.report`)."""
+    """Write the markdown/HTML report with PNG plots across iterations and I-SHEEP rounds (to `paths.report`)."""
     from datakit.report import write_report
 
-    _guard(lambda: typer.echo(write_report(_params(params), baselines=baselines)))
+    _guard(lambda: typer.echo(write_report(_params(params), baselines=baselines, commits=commits)))
 
 
 @app.command("check")
@@ -285,7 +297,12 @@ def check(params: ParamsOpt = Path("params.yaml")) -> None:
         for kind in phases(p.train):
             trl_config(p.train, p.paths.work, "cpu", kind)  # the TRL and PEFT keys, checked by TRL itself
         lora_config(p.train)
-        typer.echo(f"{params}: ok ({len(p.iterations)} iteration(s): {', '.join(p.iterations)})")
+        if p.rounds:
+            r = p.for_step(next(iter(p.rounds)))  # the I-SHEEP overrides merged in
+            for kind in phases(r.train):
+                trl_config(r.train, r.paths.work, "cpu", kind)
+        rounds = f"; {len(p.rounds)} I-SHEEP round(s): {', '.join(p.rounds)}" if p.rounds else ""
+        typer.echo(f"{params}: ok ({len(p.iterations)} iteration(s): {', '.join(p.iterations)}{rounds})")
 
     _guard(go)
 

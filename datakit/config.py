@@ -125,6 +125,14 @@ class GenerationConfig:
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _check_grading(retries: int, max_failure_rate: float) -> None:
+    """The range checks every model-graded stage (judge, assess) shares."""
+    if retries < 0:
+        raise ValueError(f"retries: must be >= 0, got {retries}")
+    if not 0 <= max_failure_rate <= 1:
+        raise ValueError(f"max_failure_rate: must be within 0-1, got {max_failure_rate}")
+
+
 @dataclass(frozen=True)
 class JudgeConfig:
     kind: Literal["math", "llm", "self"] = "math"  # math = exact final-answer match; llm; self = M_t judges
@@ -137,10 +145,7 @@ class JudgeConfig:
     max_failure_rate: float = 0.1  # share of unscored rows above which the stage fails
 
     def __post_init__(self) -> None:
-        if self.retries < 0:
-            raise ValueError(f"retries: must be >= 0, got {self.retries}")
-        if not 0 <= self.max_failure_rate <= 1:
-            raise ValueError(f"max_failure_rate: must be within 0-1, got {self.max_failure_rate}")
+        _check_grading(self.retries, self.max_failure_rate)
 
 
 @dataclass(frozen=True)
@@ -402,14 +407,11 @@ class AssessConfig:
     retries: int = 1  # sampled re-asks for an answer with no parsable score
     max_failure_rate: float = 0.5  # share of unscored pairs above which the stage fails
     generation: GenerationConfig = field(
-        default_factory=lambda: GenerationConfig(max_new_tokens=128, batch_size=16)
+        default_factory=lambda: GenerationConfig(max_new_tokens=48, batch_size=16)
     )  # the assessor's own generation settings
 
     def __post_init__(self) -> None:
-        if self.retries < 0:
-            raise ValueError(f"retries: must be >= 0, got {self.retries}")
-        if not 0 <= self.max_failure_rate <= 1:
-            raise ValueError(f"max_failure_rate: must be within 0-1, got {self.max_failure_rate}")
+        _check_grading(self.retries, self.max_failure_rate)
 
 
 @dataclass(frozen=True)

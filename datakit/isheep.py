@@ -7,8 +7,9 @@ This module is the pure core of the recipe's own stages (frames and text in, fra
   (the model's list, in whatever shape it comes, into (instruction, input) rows), ``rule_filter``
   (Self-Instruct's heuristics: length bounds, banned words, odd starts, duplicates, ROUGE-L > 0.7 against
   every instruction already there), each drop counted by reason;
-- assess: ``assess_prompt`` in three variants (``simple``, ``combined``, ``icl``), answered as
-  ``... [RESULT] N`` with N in 1-10 and parsed by the judge's parser (a null score, never a guess);
+- assess: ``assess_prompt`` in three variants (``simple``, ``combined``, ``icl``); the answer is prefilled
+  with ``Score:`` and ``parse_self_score`` reads the whole number 1-10 it opens with, or gives a null score
+  with the error (never a guess); the judge's machinery asks, re-asks and records;
 - filter: ``choose`` keeps pairs by self-score, perplexity, density (k-means over the model's last-layer
   states, one pair per cluster) or density + perplexity; ``pair_stats`` computes the perplexities and
   states with one forward pass per batch.

@@ -235,8 +235,9 @@ def baseline_rows(experiments: list[dict[str, Any]], params: Params, root: str |
     return rows
 
 
-def read_baselines(params: Params) -> tuple[list[ModelRow], str | None]:
-    """The baseline experiments in ``dvc exp show``; ([], why) when they cannot be read."""
+def read_baselines(params: Params, commits: int = 1) -> tuple[list[ModelRow], str | None]:
+    """The baseline experiments in ``dvc exp show`` of the last ``commits`` commits (an experiment name seen
+    on several keeps its newest run); ([], why) when they cannot be read."""
     try:
         import dvc.api
         from dvc.exceptions import DvcException
@@ -247,10 +248,13 @@ def read_baselines(params: Params) -> tuple[list[ModelRow], str | None]:
     try:
         # find_root first: outside a repo, exp_show alone only says "SCM error".
         root = Repo.find_root()
-        experiments = dvc.api.exp_show(repo=root)
+        experiments = dvc.api.exp_show(repo=root, num=commits)
     except (DvcException, SCMError) as exc:
         return [], f"{type(exc).__name__}: {exc}"
-    return baseline_rows(experiments, params, root), None
+    newest = {}
+    for row in baseline_rows(experiments, params, root):  # exp_show lists the newest commit first
+        newest.setdefault(row.model, row)
+    return list(newest.values()), None
 
 
 # --- tables -----------------------------------------------------------------------------------------------
@@ -343,6 +347,15 @@ def iteration_table(iterations: list[IterationRow]) -> Block:
 
 
 ROUND_FILTERS = ("length", "banned", "format", "duplicate", "rouge")
+ROUND_STAGES = ("synthesize", "assess", "filter", "ifeval", "evaluate")
+
+
+def round_metrics(params: Params) -> list[tuple[str, int, dict[str, dict[str, Any]]]]:
+    """(key, n, {stage: its metrics.json}) for each I-SHEEP round, in order ({} for a stage not run yet)."""
+    return [
+        (key, r.n, {stage: read_metrics(Path(r.dir) / stage / "metrics.json") for stage in ROUND_STAGES})
+        for key, r in sorted(params.rounds.items(), key=lambda kv: kv[1].n)
+    ]
 
 
 def isheep_table(params: Params) -> Block:
@@ -355,17 +368,18 @@ def isheep_table(params: Params) -> Block:
          _pct(_num(base_if.get("instruction_strict"))), _pct(_num(base_eval.get("general_accuracy"))), MISSING,
          _fmt(_num(base_eval.get("general_nll")), ".3f"))
     ]  # fmt: skip
-    for key, r in sorted(params.rounds.items(), key=lambda kv: kv[1].n):
-        folder = Path(r.dir)
-        synth = read_metrics(folder / "synthesize" / "metrics.json")
-        assess = read_metrics(folder / "assess" / "metrics.json")
-        kept = read_metrics(folder / "filter" / "metrics.json")
-        ifeval = read_metrics(folder / "ifeval" / "metrics.json")
-        ev = read_metrics(folder / "evaluate" / "metrics.json")
+    for key, n, m in round_metrics(params):
+        synth, assess, kept, ifeval, ev = (
+            m["synthesize"],
+            m["assess"],
+            m["filter"],
+            m["ifeval"],
+            m["evaluate"],
+        )
         after = " / ".join(_fmt(_int(synth.get(f"kept_after_{f}"))) for f in ROUND_FILTERS)
         rows.append(
             (
-                f"{r.n} ({key})" if synth else f"{r.n} ({key}) — not run",
+                f"{n} ({key})" if synth else f"{n} ({key}) — not run",
                 _fmt(_int(synth.get("generated"))),
                 after,
                 _fmt(_num(assess.get("mean_score")), ".2f"),
@@ -447,6 +461,11 @@ def report_blocks(
                 "(strict); general accuracy and NLL are the retention metrics, against the base model.",
             ),
             isheep_table(params),
+            Block(
+                "img",
+                "isheep.png",
+                "I-SHEEP: instructions kept per round; instruction following and general accuracy",
+            ),
         ]
     return blocks
 
@@ -556,6 +575,51 @@ def _no_data(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} yet", transform=ax.transAxes, ha="center", va="center", color="gray")
 
 
+def plot_isheep(params: Params, path: Path) -> None:
+    """I-SHEEP per round: how many instructions survive each step (left), and instruction following and
+    general accuracy of each round's model against the base model at round 0 (right)."""
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    rounds = round_metrics(params)
+    ran = [(n, m) for _, n, m in rounds if m["synthesize"]]
+    if not ran:
+        _no_data(left, "I-SHEEP rounds")
+        _no_data(right, "I-SHEEP rounds")
+    else:
+        steps = (
+            ("written", lambda m: m["synthesize"].get("generated")),
+            ("after the rule filters", lambda m: m["synthesize"].get("kept")),
+            ("kept after assessment", lambda m: m["filter"].get("kept")),
+        )
+        width = 0.8 / len(steps)
+        for i, (label, get) in enumerate(steps):
+            xs = [n + (i - 1) * width for n, _ in ran]
+            left.bar(xs, [_num(get(m)) or 0 for _, m in ran], width, label=label)
+        left.set_xticks([n for n, _ in ran], [f"round {n}" for n, _ in ran])
+        left.set_ylabel("instructions")
+        left.set_title("instructions per round", fontsize=10)
+        left.legend(fontsize=8)
+        base_if = read_metrics(Path(params.paths.ifeval_base) / "metrics.json")
+        base_ev = read_metrics(Path(params.paths.evaluate_base) / "metrics.json")
+        series = (
+            ("IF prompt-level", "ifeval", "prompt_strict", base_if),
+            ("IF instruction-level", "ifeval", "instruction_strict", base_if),
+            ("general accuracy", "evaluate", "general_accuracy", base_ev),
+        )
+        for label, stage, key, base in series:
+            points = [(0, _num(base.get(key)))] + [(n, _num(m[stage].get(key))) for n, m in ran]
+            points = [(x, y * 100) for x, y in points if y is not None]
+            if points:
+                right.plot([x for x, _ in points], [y for _, y in points], "o-", label=label)
+        right.set_xticks([0] + [n for n, _ in ran], ["base"] + [f"round {n}" for n, _ in ran])
+        right.set_ylabel("%")
+        right.set_title("the model each round trains, vs the base model", fontsize=10)
+        right.grid(alpha=0.3)
+        right.legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
 def plot_bad_cases(models: list[ModelRow], path: Path) -> None:
     """Bad cases on domain train per model: the curve APT should push down."""
     plt = pyplot()
@@ -622,12 +686,12 @@ def plot_logps(iterations: list[IterationRow], path: Path) -> None:
 # --- the command ------------------------------------------------------------------------------------------
 
 
-def write_report(params: Params, baselines: bool = True) -> str:
+def write_report(params: Params, baselines: bool = True, commits: int = 1) -> str:
     """Write report.md, report.html, summary.csv and the PNG plots under ``paths.report``.
 
     Args:
         baselines: add the baseline experiments of ``dvc exp show`` (a failed lookup is one line in the
-            report, not an error).
+            report, not an error); commits: of the last this-many commits.
 
     Returns:
         The path of report.md.
@@ -639,7 +703,7 @@ def write_report(params: Params, baselines: bool = True) -> str:
     models = model_rows(params, iterations)
     baseline_error = None
     if baselines:
-        found, baseline_error = read_baselines(params)
+        found, baseline_error = read_baselines(params, commits)
         models += found
     out = Path(params.paths.report)
     out.mkdir(parents=True, exist_ok=True)
@@ -648,5 +712,6 @@ def write_report(params: Params, baselines: bool = True) -> str:
     plot_bad_cases(models, out / "bad_cases.png")
     plot_accuracy(models, out / "accuracy.png")
     plot_logps(iterations, out / "logps.png")
+    plot_isheep(params, out / "isheep.png")
     write_text_atomic(to_html(blocks), out / "report.html")
     return str(write_text_atomic(to_markdown(blocks), out / "report.md"))

@@ -295,3 +295,42 @@ def test_a_prefilled_answer_is_continued_not_reopened(tiny_model):
     text = backend.tokenizer.decode(started)
     # The prefilled turn ends in its text (no end-of-turn), and is the plain prompt plus that text.
     assert text.endswith(ASSESS_PREFILL) and started[: len(plain)] == plain
+
+
+def test_earlier_rounds_show_only_the_instructions_they_kept(project):
+    from datakit.isheep import FILTERED, INSTRUCTIONS
+    from datakit.schemas import write_table
+    from stages import filter as filter_stage
+    from stages import synthesize
+
+    write_iterations(project / "params.yaml", 3, "rounds")
+    params = load_params(project / "params.yaml")
+    r1, r2, r3 = (params.iteration(f"round_{t}") for t in (1, 2, 3))
+    for it, kept in ((r1, [True, False]), (r2, [False, True])):
+        ids = [f"r{it.n}-00000", f"r{it.n}-00001"]
+        write_table(
+            pl.DataFrame(
+                {
+                    "id": ids,
+                    "instruction": [f"task {it.n}a", f"task {it.n}b"],
+                    "input": ["", "x"],
+                    "prompt_id": ["p", "p"],
+                    "iteration": [it.n] * 2,
+                    "dropped_by": pl.Series([None, None], dtype=pl.Utf8),
+                    "rouge_max": [0.1, 0.2],
+                }
+            ),
+            synthesize.output(it),
+            INSTRUCTIONS,
+        )
+        write_table(
+            pl.DataFrame(
+                {"id": ids, "score": [9, 3], "ppl": [None, None], "empty": [False] * 2, "kept": kept}
+            ).with_columns(reason=pl.lit(None, pl.Utf8), cluster=pl.lit(None, pl.Int64)),
+            filter_stage.pairs_output(it),
+            FILTERED,
+        )
+    assert synthesize.earlier_kept(params, r1) == []
+    assert synthesize.earlier_kept(params, r3) == [("task 1a", ""), ("task 2b", "x")]
+    with pytest.raises(ConfigError, match="iter_1: not an I-SHEEP round"):
+        synthesize.round_of(params, "iter_1")

@@ -177,7 +177,10 @@ def test_bad_params_is_one_line_and_exit_1(project):
 
 def test_unknown_iteration_and_missing_input_are_clear(project):
     result = CliRunner().invoke(app, ["generate", "--iteration", "iter_9"])
-    assert result.exit_code == 1 and "no iteration 'iter_9' (known: iter_1, iter_2)" in result.output
+    assert (
+        result.exit_code == 1
+        and "no iteration 'iter_9' (known: iter_1, iter_2, round_1, round_2, round_3)" in result.output
+    )
     result = CliRunner().invoke(app, ["judge", "--iteration", "iter_1"])
     assert result.exit_code == 1 and "math_train.parquet: not found" in result.output
 
@@ -231,7 +234,11 @@ def sheep_model(tmp_path_factory) -> Path:
     cases = [(user(synth_prompt(order, 3)), SHEEP_LIST) for order in (SHEEP_SEEDS, SHEEP_SEEDS[::-1])]
     cases += [(user(task), answer) for task, answer in SHEEP_ANSWERS.items()]
     cases += [
-        (user(assess_prompt("combined", task, "", answer)) + [{"role": "assistant", "content": ASSESS_PREFILL}], " 9. Good.")
+        (
+            user(assess_prompt("combined", task, "", answer))
+            + [{"role": "assistant", "content": ASSESS_PREFILL}],
+            " 9. Good.",
+        )
         for task, answer in SHEEP_ANSWERS.items()
     ]
     path = build_tiny_model(tmp_path_factory.mktemp("models") / "sheep", seed=3)

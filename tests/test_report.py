@@ -19,7 +19,15 @@ from datakit.report import baseline_rows, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-OUTPUTS = ["accuracy.png", "bad_cases.png", "logps.png", "report.html", "report.md", "summary.csv"]
+OUTPUTS = [
+    "accuracy.png",
+    "bad_cases.png",
+    "isheep.png",
+    "logps.png",
+    "report.html",
+    "report.md",
+    "summary.csv",
+]
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -195,7 +203,7 @@ def test_report_tables_plots_and_summary(run: Params, tmp_path: Path):
     ]
     assert _cells(_line(md, "| 2 (iter_2)")) == ["2 (iter_2) — not run"] + ["—"] * 6
     assert "could not be read" not in md and "No baseline experiments" not in md  # no lookup, no line
-    for name in ("bad_cases.png", "accuracy.png", "logps.png"):
+    for name in ("bad_cases.png", "accuracy.png", "logps.png", "isheep.png"):
         assert f"]({name})" in md
         data = (report / name).read_bytes()
         assert data.startswith(PNG_MAGIC)
