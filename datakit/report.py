@@ -205,11 +205,17 @@ def baseline_rows(experiments: list[dict[str, Any]], params: Params, root: str |
         return exp.get(f"{file}:{name}", exp.get(name))
 
     evaluate, pairs, train = column("evaluate"), column("pairs"), column("train")
-    rows = []
+    own = [(evaluate, n) for n in ("domain_accuracy", "general_accuracy", "general_nll", "train_bad_cases")]
+    own += [(train, n) for n in ("train_loss", "train_seconds")]
+    rows, parent = [], None
     for exp in experiments:
         # The workspace and the commits are this run itself; experiments are their children.
+        if exp.get("typ") == "baseline":
+            parent = exp
         if exp.get("typ") not in ("branch_base", "branch_commit"):
             continue
+        if parent is not None and all(cell(exp, f, n) == cell(parent, f, n) for f, n in own):
+            continue  # iteration 1 is its commit's own, not retrained (e.g. an I-SHEEP experiment)
         if exp.get("State") is not None:
             continue  # queued, running or failed: its cells are its parent's, not its own
         accuracy = _num(cell(exp, evaluate, "domain_accuracy"))

@@ -2,12 +2,13 @@
 
 Reads: ``<iteration dir>/pairs/preference_pairs.parquet`` for the DPO and ORPO phases, and the score
 stage's ``<iteration dir>/score/scores.parquet`` (the SFT set with reference scores) for the SFT and PoFT
-phases; the iteration's ``model_in``; params ``train``.
+phases; the iteration's ``model_in`` (an I-SHEEP round: its ``train_from``, the base model or M_t as
+``isheep.setting`` says, with the ``isheep.train`` keys merged over ``train``); params ``train``.
 Writes, under ``<iteration dir>/train/``: ``adapter/`` (the LoRA adapter), ``log.csv`` (TRL's step logs: loss,
 rewards and log-probs of chosen and rejected, PoFT's tau; DVC plots), ``logps.png``, ``tau.csv`` and
 ``tau.png`` (PoFT: each row's weight as it was trained on, clean vs corrupted rows), ``metrics.json``; and the
 merged model M_{t+1} at the iteration's ``model_out`` (the next iteration's ``model_in``).
-Run: ``datakit train --iteration iter_1`` (``dvc repro train@iter_1``).
+Run: ``datakit train --iteration iter_1`` (``dvc repro train@iter_1``); ``--iteration round_1`` for I-SHEEP.
 """
 
 from __future__ import annotations

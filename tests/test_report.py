@@ -296,6 +296,9 @@ def test_baseline_rows_from_exp_show(run: Params, tmp_path: Path):
         # Still running (or killed): dvc shows its parent's metrics, which are not its own.
         {**common, "Experiment": "lr-1e-3", "rev": "f91209f", "typ": "branch_commit", "State": "Running",
          "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.09, "train.objective": "dpo_sft"},
+        # An experiment on another pipeline (I-SHEEP): iteration 1's metrics are its commit's own.
+        {**common, "Experiment": "r1-ppl", "rev": "abcdef0", "typ": "branch_base",
+         "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.09, "train.objective": "dpo_sft"},
         # evaluate@iter_1 not run in this one: not a baseline to compare.
         {**common, "Experiment": "half-done", "rev": "1234567", "typ": "branch_base",
          "data/iter_1/evaluate/metrics.json:domain_accuracy": None, "train.objective": "sft"},
