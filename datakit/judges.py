@@ -200,45 +200,6 @@ def parse_result(text: str, top: int = 5) -> tuple[int | None, str, str | None]:
     return score, feedback, None
 
 
-def ask_until_parsed(
-    prompts: dict[int, str],
-    parsed: list[tuple[int | None, str, str | None]],
-    raw: list[str],
-    backend: Backend,
-    parse,
-    *,
-    retries: int,
-    seed: int = 0,
-    system_prompt: str = "",
-    advance=None,
-    prefill: str = "",
-) -> None:
-    """Ask ``backend`` every prompt; re-ask (sampled) those whose answer ``parse`` cannot score, up to
-    ``retries`` times. ``parsed[i]`` (score, feedback, error) and ``raw[i]`` are filled in place for each
-    prompt index ``i``; the last attempt's error stays when no attempt parsed. ``prefill`` starts the
-    answer (an assistant message the backend continues); ``parse`` reads only what the model added."""
-    start = [{"role": "assistant", "content": prefill}] if prefill else []
-    pending = list(prompts)
-    for attempt in range(retries + 1):
-        if not pending:
-            break
-        # The first pass uses the configured (usually greedy) settings; a greedy re-ask would repeat
-        # itself, so retries sample with a fresh seed.
-        overrides = {} if attempt == 0 else {"temperature": 0.7, "seed": seed + attempt}
-        outs = backend.generate(
-            [conversation(prompts[i], system_prompt) + start for i in pending],
-            advance if attempt == 0 else None,
-            **overrides,
-        )
-        still = []
-        for i, out in zip(pending, outs, strict=True):
-            raw[i] = out.text
-            parsed[i] = parse(out.text) if out.finish_reason != "error" else (None, "", out.error)
-            if parsed[i][0] is None:
-                still.append(i)
-        pending = still
-
-
 def judge_llm(
     df: pl.DataFrame,
     backend: Backend,
@@ -273,18 +234,27 @@ def judge_llm(
     prompts = {i: prompt(r) for i, r in enumerate(rows) if _generation_failed(r) is None}
     if advance is not None and len(prompts) < len(rows):
         advance(len(rows) - len(prompts), 0)
-    ask_until_parsed(
-        prompts,
-        parsed,
-        raw,
-        backend,
-        parse or parse_result,
-        retries=retries,
-        seed=seed,
-        system_prompt=system_prompt,
-        advance=advance,
-        prefill=prefill,
-    )
+    parse = parse or parse_result
+    start = [{"role": "assistant", "content": prefill}] if prefill else []  # the answer continues this
+    pending = list(prompts)
+    for attempt in range(retries + 1):
+        if not pending:
+            break
+        # The first pass uses the configured (usually greedy) settings; a greedy re-ask would repeat
+        # itself, so retries sample with a fresh seed.
+        overrides = {} if attempt == 0 else {"temperature": 0.7, "seed": seed + attempt}
+        outs = backend.generate(
+            [conversation(prompts[i], system_prompt) + start for i in pending],
+            advance if attempt == 0 else None,
+            **overrides,
+        )
+        still = []
+        for i, out in zip(pending, outs, strict=True):
+            raw[i] = out.text
+            parsed[i] = parse(out.text) if out.finish_reason != "error" else (None, "", out.error)
+            if parsed[i][0] is None:
+                still.append(i)
+        pending = still
     return _judgments(
         df,
         score=[p[0] for p in parsed],

@@ -16,18 +16,16 @@ import time
 from pathlib import Path
 
 import polars as pl
-from tqdm.auto import tqdm
 
 from datakit.backends import make_backend
 from datakit.config import Iteration, Params
 from datakit.errors import bound_failures
 from datakit.generate import answered
 from datakit.isheep import ASSESS_PREFILL, INSTRUCTIONS, assess_prompt, parse_self_score
-from datakit.judges import judge_llm
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import GENERATIONS, JUDGMENTS, read_table, write_table
-from datakit.shards import clear_work, model_fingerprint, run_sharded, work_key
-from stages import generate, synthesize
+from datakit.shards import clear_work
+from stages import generate, judge, synthesize
 
 NAME = "assess"
 
@@ -45,32 +43,22 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     rows = answered(instructions, generations, generate.output(it))
     backend = make_backend(cfg.generation, it.model_in)
     label = f"self-assess:{cfg.prompt}:{backend.model}"
-    key = work_key(
-        NAME,
-        label,
-        model_fingerprint(it.model_in),
-        cfg.generation.params_hash(),
-        cfg.retries,
-        rows.select("id", "instruction", "input", "response", "finish_reason").rows(),
+    scored, resumed, work = judge.grade_sharded(
+        params,
+        rows,
+        backend,
+        it.model_in,
+        cfg.generation,
+        (cfg.retries, rows.select("id", "instruction", "input", "response", "finish_reason").rows()),
+        label=label,
+        retries=cfg.retries,
+        name=NAME,
+        desc=f"{NAME} {iteration}",
+        progress=progress,
+        prompt=lambda r: assess_prompt(cfg.prompt, r["instruction"], r["input"], r["response"] or ""),
+        parse=parse_self_score,
+        prefill=ASSESS_PREFILL,
     )
-    work = Path(params.paths.work) / NAME / key
-
-    def grade(shard: pl.DataFrame, bar: tqdm) -> pl.DataFrame:
-        return judge_llm(
-            shard,
-            backend,
-            label=label,
-            retries=cfg.retries,
-            seed=cfg.generation.seed,
-            system_prompt=cfg.generation.system_prompt,
-            advance=lambda n, _t: bar.update(n),
-            prompt=lambda r: assess_prompt(cfg.prompt, r["instruction"], r["input"], r["response"] or ""),
-            parse=parse_self_score,
-            prefill=ASSESS_PREFILL,
-        )
-
-    desc = f"{NAME} {iteration}"
-    scored, stats = run_sharded(rows, grade, work, cfg.generation.shard_size, JUDGMENTS, desc, progress)
     unscored = int(scored["score"].null_count())
     bound_failures(
         scored,
@@ -97,6 +85,6 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         failed=unscored,
         seconds=time.perf_counter() - started,
         extra=(f"mean self-score {scores.mean():.2f}, " if scores.len() else "")
-        + f"{stats.resumed} shards resumed",
+        + f"{resumed} shards resumed",
     )
     return scored

@@ -35,12 +35,15 @@ from stages import generate, judge
 NAME = "evaluate"
 
 
-def target(params: Params, iteration: str | None) -> tuple[str, int, Path]:
-    """(model, iteration number, output folder): M_{t+1} of ``iteration``, or the base model (t = 0)."""
+def target(
+    params: Params, iteration: str | None, name: str = NAME, base_dir: str | None = None
+) -> tuple[str, int, Path]:
+    """(model, iteration number, output folder) of evaluation stage ``name``: M_{t+1} of ``iteration`` (folder
+    ``<dir>/<name>``), or the base model (t = 0; folder ``base_dir``, ``paths.evaluate_base`` by default)."""
     if iteration is None:
-        return params.paths.base_model, 0, Path(params.paths.evaluate_base)
+        return params.paths.base_model, 0, Path(base_dir or params.paths.evaluate_base)
     it = params.iteration(iteration)
-    return it.model_out, it.n, Path(it.dir) / NAME
+    return it.model_out, it.n, Path(it.dir) / name
 
 
 def _score(params: Params, name: str, examples, gens, model: str, data_path: str, desc: str, progress: bool):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 import polars as pl
 
@@ -23,22 +22,14 @@ from datakit.ifeval import IFEVAL_RESULTS, load_prompts, score, summarize
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import write_table
 from datakit.shards import clear_work
-from stages import generate
+from stages import evaluate, generate
 
 NAME = "ifeval"
 
 
-def target(params: Params, iteration: str | None) -> tuple[str, int, Path]:
-    """(model, iteration number, output folder): the model ``iteration`` trained, or the base model (0)."""
-    if iteration is None:
-        return params.paths.base_model, 0, Path(params.paths.ifeval_base)
-    it = params.iteration(iteration)
-    return it.model_out, it.n, Path(it.dir) / NAME
-
-
 def run(params: Params, iteration: str | None, progress: bool = True) -> dict:
     started = time.perf_counter()
-    model, n, folder = target(params, iteration)
+    model, n, folder = evaluate.target(params, iteration, NAME, params.paths.ifeval_base)
     prompts = load_prompts(params.ifeval.path)
     examples = prompts.select("id", instruction="prompt", input=pl.lit(""))
     answering = dataclasses.replace(

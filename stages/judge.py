@@ -16,8 +16,8 @@ from pathlib import Path
 import polars as pl
 from tqdm.auto import tqdm
 
-from datakit.backends import make_backend
-from datakit.config import Iteration, Params
+from datakit.backends import Backend, make_backend
+from datakit.config import GenerationConfig, Iteration, Params
 from datakit.errors import DatakitError, bound_failures
 from datakit.generate import answered
 from datakit.judges import judge_llm, judge_math
@@ -60,16 +60,48 @@ def judge_rows(
     backend = make_backend(cfg.generation, model)
     label = f"{cfg.kind}:{backend.model}"
     # Everything that goes into the judge prompt or its settings: a change to any re-judges.
-    key = work_key(
-        name,
-        label,
-        model_fingerprint(model),
-        cfg.generation.params_hash(),
+    inputs = (
         cfg.rubric,
         cfg.retries,
         [examples[c].to_list() for c in ("id", "instruction", "input", "output")],
         generations.select("id", "output", "finish_reason").rows(),
     )
+    return grade_sharded(
+        params,
+        rows,
+        backend,
+        model,
+        cfg.generation,
+        inputs,
+        label=label,
+        retries=cfg.retries,
+        name=name,
+        desc=desc,
+        progress=progress,
+        rubric=cfg.rubric,
+    )
+
+
+def grade_sharded(
+    params: Params,
+    rows: pl.DataFrame,
+    backend: Backend,
+    model: str,
+    generation: GenerationConfig,
+    inputs: tuple,
+    *,
+    label: str,
+    retries: int,
+    name: str,
+    desc: str,
+    progress: bool,
+    **prompting,
+) -> tuple[pl.DataFrame, int, Path]:
+    """``judge_llm`` over an ``answered`` frame in resumable shards under ``paths.work/<name>/<key>``; the key
+    covers the grader, its settings and ``inputs`` (whatever else goes into the prompts), so a change to any
+    grades afresh. ``prompting`` goes to ``judge_llm`` (rubric, or prompt/parse/prefill). Returns the
+    judgments, the shards resumed and the work folder to clear."""
+    key = work_key(name, label, model_fingerprint(model), generation.params_hash(), *inputs)
     work = Path(params.paths.work) / name / key
 
     def grade(shard: pl.DataFrame, bar: tqdm) -> pl.DataFrame:
@@ -77,14 +109,14 @@ def judge_rows(
             shard,
             backend,
             label=label,
-            rubric=cfg.rubric,
-            retries=cfg.retries,
-            seed=cfg.generation.seed,
-            system_prompt=cfg.generation.system_prompt,
+            retries=retries,
+            seed=generation.seed,
+            system_prompt=generation.system_prompt,
             advance=lambda n, _t: bar.update(n),
+            **prompting,
         )
 
-    judgments, stats = run_sharded(rows, grade, work, cfg.generation.shard_size, JUDGMENTS, desc, progress)
+    judgments, stats = run_sharded(rows, grade, work, generation.shard_size, JUDGMENTS, desc, progress)
     return judgments, stats.resumed, work
 
 
