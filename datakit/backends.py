@@ -91,6 +91,14 @@ def eos_ids(model, tokenizer) -> set[int]:
     return ids
 
 
+def _not_shipped(self) -> None:
+    """A loaded model is not pickled into a Ray task: each worker loads its own (``LazyBackend``)."""
+    raise TypeError(
+        f"a loaded {type(self).__name__} cannot be sent to another process; "
+        "build it with make_backend(..., lazy=True) (executor: ray)"
+    )
+
+
 def prefilled(conv: Conversation) -> bool:
     """A conversation that ends with an assistant message: the model continues that message (its start is
     given, e.g. ``Score:``) instead of opening a new one."""
@@ -101,6 +109,7 @@ class TransformersBackend:
     """Batched ``model.generate`` with the chat template, batches sorted by prompt length."""
 
     name = "transformers"
+    __reduce__ = _not_shipped
 
     def __init__(self, cfg: GenerationConfig, model: str):
         self.cfg, self.model = cfg, model
@@ -164,6 +173,7 @@ class VLLMBackend:
     """vLLM offline batch generation (GPU). ``llm.chat`` applies the model's chat template."""
 
     name = "vllm"
+    __reduce__ = _not_shipped
 
     def __init__(self, cfg: GenerationConfig, model: str):
         try:
@@ -278,10 +288,37 @@ class OpenAIBackend:
 BACKENDS = {"transformers": TransformersBackend, "vllm": VLLMBackend, "openai": OpenAIBackend}
 
 
-def make_backend(cfg: GenerationConfig, model: str) -> Backend:
-    """Build the backend ``cfg.backend`` for ``model`` (a path, hub id, or served name)."""
+class LazyBackend:
+    """A backend that loads its model on first use and travels without it: what the Ray executor ships to
+    its workers, each of which then loads the model once. ``model`` is the name the rows record (the path
+    as given); the worker loads the absolute path, since a worker's working folder may be another."""
+
+    def __init__(self, cfg: GenerationConfig, model: str):
+        self.cfg, self.name = cfg, cfg.backend
+        self.model = (cfg.openai.model or model) if cfg.backend == "openai" else model
+        self._source = str(Path(model).resolve()) if model and Path(model).exists() else model
+        self._built: Backend | None = None
+
+    def generate(
+        self, conversations: Sequence[Conversation], advance: Advance | None = None, **overrides: float
+    ) -> list[Completion]:
+        if self._built is None:
+            self._built = BACKENDS[self.cfg.backend](self.cfg, self._source)
+        return self._built.generate(conversations, advance, **overrides)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_built": None}
+
+
+def make_backend(cfg: GenerationConfig, model: str, lazy: bool = False) -> Backend:
+    """Build the backend ``cfg.backend`` for ``model`` (a path, hub id, or served name); ``lazy``: one that
+    loads the model on first use, and can be sent to Ray workers (``LazyBackend``)."""
     if cfg.backend != "openai" and not model:
         raise DatakitError(f"backend '{cfg.backend}': no model given")
     if cfg.backend == "transformers" and not Path(model).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
         raise DatakitError(f"model '{model}': not a local folder, and HF_HUB_OFFLINE=1 forbids the hub")
+    if lazy:
+        if cfg.backend == "openai" and not (cfg.openai.model or model):
+            raise DatakitError("generate.openai.model: set the model name the server serves")
+        return LazyBackend(cfg, model)
     return BACKENDS[cfg.backend](cfg, model)

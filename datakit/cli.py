@@ -286,6 +286,63 @@ def report(
     _guard(lambda: typer.echo(write_report(_params(params), baselines=baselines, commits=commits)))
 
 
+@app.command("export")
+def export(
+    artifact: Annotated[
+        Path,
+        typer.Argument(
+            help="A parquet table a stage wrote (e.g. data/iter_1/pairs/preference_pairs.parquet)."
+        ),
+    ],
+    dest: Annotated[
+        Path, typer.Argument(help="The folder to write (load_from_disk, data/ parquet, README.md).")
+    ],
+    split: Annotated[str, typer.Option("--split", help="Split name of the rows.")] = "train",
+    table: Annotated[
+        str | None,
+        typer.Option(
+            "--table", help="Declared table to check against (default: from the file's place in data/)."
+        ),
+    ] = None,
+    push: Annotated[
+        str | None,
+        typer.Option(
+            "--push", help="Also push to this Hub dataset repo (user/name); needs HF_TOKEN, HF_HUB_OFFLINE=0."
+        ),
+    ] = None,
+    private: Annotated[
+        bool, typer.Option("--private", help="Create the Hub repo private (with --push).")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace DEST when it is not empty.")
+    ] = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Export one artifact table as a Hugging Face dataset folder with a lineage card (commit, DVC stage, md5s, params)."""
+    from datakit.export import export as run_export
+
+    def go():
+        out = run_export(
+            artifact,
+            dest,
+            split=split,
+            table=table,
+            overwrite=overwrite,
+            push=push,
+            private=private,
+            progress=progress,
+        )
+        stage = out["stage"]
+        lineage = f"stage {stage['name']} ({stage['lock_file']})" if stage else "no recorded lineage"
+        if stage and stage["out"]["matches_lock"] is False:
+            lineage += "; the file changed since the lock"
+        typer.echo(f"{artifact}: {out['num_rows']} rows ({out['table'] or 'unchecked'}), {lineage} -> {dest}")
+        if push:
+            typer.echo(f"pushed: {out['url']}")
+
+    _guard(go)
+
+
 @app.command("check")
 def check(params: ParamsOpt = Path("params.yaml")) -> None:
     """Validate params.yaml (unknown keys, wrong types) without running anything."""

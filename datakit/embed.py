@@ -16,11 +16,13 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from datakit.cache import PartCache, text_hash
-from datakit.config import EmbedConfig
+from datakit.config import EmbedConfig, ExecutorConfig
 from datakit.errors import DatakitError
+from datakit.executor import map_frames
 from datakit.shards import content_fingerprint, work_key
 
 MINILM = "minilm"
+_CHUNK = {"key": pl.Utf8, "text": pl.Utf8}
 
 
 def minilm_path() -> Path:
@@ -46,6 +48,8 @@ class Embedder:
         cache_root: ``paths.cache``; None = no cache (every call encodes).
         progress: show a progress bar while encoding.
         model: an already loaded SentenceTransformer for ``cfg.model`` (else loaded on first use).
+        executor: where cache misses are encoded (``executor.kind: ray``: on Ray workers, each loading the
+            model once; the cache is written here).
 
     Attributes:
         encoded: texts this embedder ran through the model (cache misses), over its lifetime.
@@ -53,9 +57,15 @@ class Embedder:
     """
 
     def __init__(
-        self, cfg: EmbedConfig, cache_root: str | Path | None = None, progress: bool = True, model=None
+        self,
+        cfg: EmbedConfig,
+        cache_root: str | Path | None = None,
+        progress: bool = True,
+        model=None,
+        executor: ExecutorConfig | None = None,
     ):
         self.cfg = cfg
+        self.executor = executor
         self.path = resolve_embedder(cfg.model)
         self.fingerprint = work_key("embed", content_fingerprint(self.path))
         self.cache = None
@@ -65,6 +75,10 @@ class Embedder:
         self.encoded = 0
         self.reused = 0
         self._model = model
+
+    def __getstate__(self) -> dict:
+        # What a Ray worker gets: no model (it loads its own once), no cache, no executor of its own.
+        return {**self.__dict__, "_model": None, "cache": None, "executor": None, "progress": False}
 
     def _schema_stub(self) -> dict:
         # The vector width is only known once the model loads; parts are read with a list dtype.
@@ -101,6 +115,11 @@ class Embedder:
         self.encoded += len(texts)
         return vecs.astype(np.float32, copy=False)
 
+    def _encode_chunk(self, chunk: pl.DataFrame, bar) -> pl.DataFrame:
+        out = pl.DataFrame({"key": chunk["key"], "vector": pl.Series(self.encode(chunk["text"].to_list()))})
+        bar.update(chunk.height)
+        return out
+
     def embed(self, texts: list[str], desc: str = "embed") -> np.ndarray:
         """Vectors for ``texts`` in order: cached ones read back, the rest encoded and cached."""
         keys = [text_hash(t) for t in texts]
@@ -119,16 +138,21 @@ class Embedder:
         self.reused += len(keys) - sum(1 for k in keys if k in missing)
         # Longest first, so each chunk batches texts of similar length (as one big encode() call would).
         todo = sorted(missing.items(), key=lambda kv: -len(kv[1]))
+        size = self.cfg.chunk_size
+        chunks = [
+            (i, pl.DataFrame({"key": [k for k, _ in part], "text": [t for _, t in part]}, schema=_CHUNK))
+            for i, part in enumerate(todo[s : s + size] for s in range(0, len(todo), size))
+        ]
+        remote = self.executor is not None and self.executor.kind == "ray"
         with tqdm(total=len(todo), desc=desc, unit="text", disable=not self.progress or not todo) as bar:
-            for start in range(0, len(todo), self.cfg.chunk_size):
-                chunk = todo[start : start + self.cfg.chunk_size]
-                vecs = self.encode([t for _, t in chunk])
+            for _, out in map_frames(chunks, self._encode_chunk, self.executor, bar):
+                if remote:  # encoded on a worker: count it here
+                    self.encoded += out.height
                 if self.cache is not None:
-                    self.cache.put(pl.DataFrame({"key": [k for k, _ in chunk], "vector": pl.Series(vecs)}))
+                    self.cache.put(out)
                 offset = sum(b.shape[0] for b in blocks)
-                where.update((k, offset + i) for i, (k, _) in enumerate(chunk))
-                blocks.append(vecs)
-                bar.update(len(chunk))
+                where.update((k, offset + i) for i, k in enumerate(out["key"].to_list()))
+                blocks.append(out["vector"].to_numpy().astype(np.float32, copy=False))
         if not keys:
             return np.zeros((0, self.dim), dtype=np.float32)
         stacked = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from datakit.backends import Backend, Conversation
 from datakit.cache import PartCache, text_hash
-from datakit.config import GenerationConfig
+from datakit.config import ExecutorConfig, GenerationConfig
 from datakit.errors import DataError, bound_failures
 from datakit.schemas import GENERATIONS
 from datakit.shards import ShardStats, content_fingerprint, run_sharded, work_key
@@ -56,8 +56,10 @@ def generate_frame(
     progress: bool = True,
     desc: str = "generate",
     cache: PartCache | None = None,
+    executor: ExecutorConfig | None = None,
 ) -> tuple[pl.DataFrame, ShardStats]:
-    """Generate one answer per example, resumably (finished shards under ``work_dir`` are reused).
+    """Generate one answer per example, resumably (finished shards under ``work_dir`` are reused), here or
+    on Ray workers (``executor``; the backend must then be a lazy one, ``make_backend(lazy=True)``).
 
     With a ``cache`` (``generation_cache``), prompts answered before are read from it and only the rest
     generated; new answers that did not fail are added to it.
@@ -130,6 +132,7 @@ def generate_frame(
         redo=lambda shard: bool(
             (shard["finish_reason"] == "error").any()
         ),  # retry rows that failed last time
+        executor=executor,
     )
     if cache is not None and out.height:
         fresh = out.filter(pl.col("finish_reason") != "error")

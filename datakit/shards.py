@@ -18,7 +18,9 @@ from pathlib import Path
 import polars as pl
 from tqdm.auto import tqdm
 
+from datakit.config import ExecutorConfig
 from datakit.errors import DataError
+from datakit.executor import map_frames
 from datakit.schemas import Table, read_table, write_table
 
 
@@ -72,12 +74,15 @@ def run_sharded(
     desc: str,
     progress: bool = True,
     redo: Callable[[pl.DataFrame], bool] | None = None,
+    executor: ExecutorConfig | None = None,
 ) -> tuple[pl.DataFrame, ShardStats]:
     """Apply ``fn`` shard by shard, keeping every finished shard on disk; return the concatenation.
 
     ``fn(shard, bar)`` must return a ``table`` frame with the same ``id`` values as ``shard`` and should
     ``bar.update(rows)`` as it goes. A kept shard for which ``redo(shard_output)`` is true (say, it holds
-    rows whose request failed during an outage) is computed again instead of being read back.
+    rows whose request failed during an outage) is computed again instead of being read back. With a Ray
+    ``executor`` the shards left to do run on Ray workers (``fn`` is pickled to them, so it must not hold
+    a loaded model: see ``LazyBackend``) and each is written here as it comes back.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     shards = [df.slice(i, shard_size) for i in range(0, df.height, shard_size)]
@@ -101,10 +106,9 @@ def run_sharded(
         disable=not progress,
         dynamic_ncols=True,
     ) as bar:
-        for i, shard in enumerate(shards):
-            if i in done:
-                continue
-            out = fn(shard, bar)
+        todo = [(i, shard) for i, shard in enumerate(shards) if i not in done]
+        for i, out in map_frames(todo, fn, executor, bar):
+            shard = shards[i]
             if out["id"].to_list() != shard["id"].to_list():
                 raise RuntimeError(f"{desc}: shard {i} returned rows out of order")
             write_table(out, work_dir / f"shard-{i:05d}.parquet", table)

@@ -31,13 +31,15 @@ from tqdm.auto import tqdm
 
 from datakit.backends import Backend
 from datakit.cache import PartCache, text_hash
-from datakit.config import TagConfig
+from datakit.config import ExecutorConfig, TagConfig
 from datakit.embed import Embedder
 from datakit.errors import ConfigError, DataError
+from datakit.executor import map_frames
 from datakit.generate import conversation
 from datakit.schemas import Table
 from datakit.shards import model_fingerprint, work_key
 
+_TAGGED = {"key": pl.Utf8, "tags": pl.List(pl.Utf8), "error": pl.Utf8}  # one chunk, as tagged
 TAGS = Table(
     "tags",
     {
@@ -347,8 +349,9 @@ class LlmTagger:
         return results
 
 
-def make_tagger(cfg: TagConfig, embedder: Embedder) -> Tagger:
-    """The tagger ``tag.tagger`` names. The llm tagger's backend is built only when it is the one asked for."""
+def make_tagger(cfg: TagConfig, embedder: Embedder, lazy: bool = False) -> Tagger:
+    """The tagger ``tag.tagger`` names. The llm tagger's backend is built only when it is the one asked for;
+    ``lazy``: it loads its model on first use, and can be sent to Ray workers (``executor.kind: ray``)."""
     if cfg.tagger == "embedding":
         return EmbeddingTagger(load_taxonomy(cfg.taxonomy), embedder, cfg.top_k, cfg.min_similarity)
     from datakit.backends import make_backend
@@ -356,7 +359,7 @@ def make_tagger(cfg: TagConfig, embedder: Embedder) -> Tagger:
     if not cfg.model and not (cfg.generation.backend == "openai" and cfg.generation.openai.model):
         raise ConfigError("tag.model: set the tagging model for tagger 'llm'")
     taxonomy = load_taxonomy(cfg.taxonomy)
-    backend = make_backend(cfg.generation, cfg.model)
+    backend = make_backend(cfg.generation, cfg.model, lazy=lazy)
     return LlmTagger(
         taxonomy,
         backend,
@@ -396,14 +399,15 @@ def tag_frame(
     chunk_size: int = 256,
     progress: bool = True,
     desc: str = "tag",
+    executor: ExecutorConfig | None = None,
 ) -> tuple[pl.DataFrame, TagStats]:
     """Tag ``texts`` (row ``ids``) through the cache; return a ``TAGS`` frame in input order and counts.
 
     The cache keeps what ``tagger.tag`` returns; the frame holds ``tagger.normalise`` of it.
 
-    Uncached texts go to the tagger in chunks; each chunk's successes are cached before the next chunk,
-    so a killed run resumes. Failures are not cached (a rerun asks again); they come back as null tags
-    with the error.
+    Uncached texts go to the tagger in chunks (here, or on Ray workers with a Ray ``executor``); each
+    chunk's successes are cached as it finishes, so a killed run resumes. Failures are not cached (a rerun
+    asks again); they come back as null tags with the error.
     """
     keys = [text_hash(t) for t in texts]
     known: dict[str, list[str]] = {}
@@ -417,20 +421,26 @@ def tag_frame(
     stats = TagStats(texts=len(set(keys)), cached=len(set(keys)) - len(todo), computed=len(todo))
     errors: dict[str, str] = {}
     items = list(todo.items())
+    chunks = [
+        (i, pl.DataFrame({"key": [k for k, _ in part], "text": [t for _, t in part]}))
+        for i, part in enumerate(items[s : s + chunk_size] for s in range(0, len(items), chunk_size))
+    ]
+
+    def tag_chunk(chunk: pl.DataFrame, bar) -> pl.DataFrame:
+        tags, errs = zip(*tagger.tag(chunk["text"].to_list()), strict=True) if chunk.height else ((), ())
+        bar.update(chunk.height)
+        return pl.DataFrame(
+            {"key": chunk["key"], "tags": list(tags), "error": list(errs)}, schema=_TAGGED, strict=False
+        )
+
     with tqdm(total=len(items), desc=desc, unit="text", disable=not progress or not items) as bar:
-        for start in range(0, len(items), chunk_size):
-            chunk = items[start : start + chunk_size]
-            results = tagger.tag([t for _, t in chunk])
-            good = {k: tags for (k, _), (tags, _err) in zip(chunk, results, strict=True) if tags is not None}
-            errors.update(
-                (k, err or "no tags")
-                for (k, _), (tags, err) in zip(chunk, results, strict=True)
-                if tags is None
-            )
-            if cache is not None and good:
-                cache.put(pl.DataFrame({"key": list(good), "tags": list(good.values())}, schema=cache.schema))
-            known.update(good)
-            bar.update(len(chunk))
+        for _, done in map_frames(chunks, tag_chunk, executor, bar):
+            good = done.filter(pl.col("tags").is_not_null())
+            bad = done.filter(pl.col("tags").is_null())
+            errors.update((k, err or "no tags") for k, err in bad.select("key", "error").iter_rows())
+            if cache is not None and good.height:
+                cache.put(good.select("key", "tags"))
+            known.update(good.select("key", "tags").iter_rows())
     stats.failed = len(errors)
     frame = pl.DataFrame(
         {

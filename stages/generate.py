@@ -62,7 +62,7 @@ def answer(
         examples["input"].to_list(),
     )
     work = Path(params.paths.work) / name / key
-    backend = backend or make_backend(cfg, model)
+    backend = backend or make_backend(cfg, model, lazy=params.executor.kind == "ray")
     gen_started = time.perf_counter()
     out, stats = generate_frame(
         examples,
@@ -73,6 +73,7 @@ def answer(
         progress=progress,
         desc=desc,
         cache=generation_cache(params.paths.cache, cfg, model),
+        executor=params.executor,
     )
     gen_seconds = time.perf_counter() - gen_started
     tokens = int(out["n_tokens"].sum())

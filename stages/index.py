@@ -62,7 +62,7 @@ def run(params: Params, progress: bool = True) -> dict:
     started = time.perf_counter()
     pool = pool_with_tags(params)
     test = load_examples(params.data.domain_test, "test")
-    embedder = Embedder(params.embed, params.paths.cache, progress)
+    embedder = Embedder(params.embed, params.paths.cache, progress, executor=params.executor)
     pool_texts, test_texts = tag.texts(pool), tag.texts(test)
     vectors = embedder.embed(pool_texts, desc="embed pool")
     embedded_pool, reused_pool = embedder.encoded, embedder.reused

@@ -52,6 +52,7 @@ def tag_rows(
         chunk_size=chunk,
         progress=progress,
         desc=desc,
+        executor=params.executor,
     )
     bound_failures(
         tags,
@@ -80,8 +81,8 @@ def tag_metrics(tags: pl.DataFrame, stats: TagStats) -> dict:
 def run(params: Params, progress: bool = True) -> pl.DataFrame:
     started = time.perf_counter()
     pool = load_examples(params.data.pool, "pool")
-    embedder = Embedder(params.embed, params.paths.cache, progress)
-    tagger = make_tagger(params.tag, embedder)
+    embedder = Embedder(params.embed, params.paths.cache, progress, executor=params.executor)
+    tagger = make_tagger(params.tag, embedder, lazy=params.executor.kind == "ray")
     before = embedder.encoded  # the taxonomy's own texts are not pool rows
     tags, stats = tag_rows(params, pool, tagger, progress, NAME)
     write_table(tags, output(params), TAGS)

@@ -1,11 +1,7 @@
 """The stages as DVC runs them: a real `dvc repro` in a temp git repo on a tiny config, and the CLI."""
 
 import json
-import os
-import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,30 +9,12 @@ import polars as pl
 import pytest
 import yaml
 from conftest import write_params
+from dvcrepo import BIN, init_repo, ran, sh
 from typer.testing import CliRunner
 
 from datakit.cli import app
 from datakit.retrieve import SIMILAR_CASES
 from datakit.schemas import BAD_CASES, EXAMPLES, GENERATIONS, JUDGMENTS, read_table
-
-BIN = Path(sys.executable).parent
-# dvc.yaml calls `datakit`: the venv's bin folder must be on PATH, as `make` puts it.
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "HF_HUB_OFFLINE": "1"}
-
-
-def sh(*cmd: str, cwd: Path) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
-
-
-def init_repo(root: Path) -> None:
-    sh("git", "init", "-q", cwd=root)
-    sh("git", "config", "user.email", "ci@example.com", cwd=root)
-    sh("git", "config", "user.name", "ci", cwd=root)
-    sh(str(BIN / "dvc"), "init", "-q", cwd=root)
-    sh("git", "add", "-A", cwd=root)
-    sh("git", "commit", "-qm", "init", cwd=root)
 
 
 def test_dvc_repro_runs_every_stage_then_nothing(project):
@@ -114,10 +92,6 @@ def test_dvc_repro_runs_every_stage_then_nothing(project):
     assert read_table(project / "data/iter_3/generate/generations.parquet", GENERATIONS)["model"][0] == (
         "data/iter_2/train/model"
     )
-
-
-def ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 PER_ITERATION = (
