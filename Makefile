@@ -71,6 +71,7 @@ bench: setup
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/score.py
 	$(BIN)/python benchmarks/retrieval.py
+	$(BIN)/python benchmarks/executor.py
 
 clean:
 	rm -rf .datakit

@@ -164,10 +164,24 @@ def score(
 def train(
     iteration: IterationOpt, params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True
 ) -> None:
-    """Train M_t into M_{t+1} (`train.objective`: dpo_sft, dpo, orpo, sft) with LoRA; writes adapter and merged model."""
+    """Train M_t into M_{t+1} (`train.objective`: dpo_sft, dpo, orpo, sft) with LoRA; writes adapter and merged model.
+
+    With `train.accelerate` set to an accelerate config file, the stage runs under `accelerate launch`
+    (one process per GPU; see configs/accelerate/)."""
+    from datakit.train import LAUNCHED, accelerate_launch
     from stages import train as stage
 
-    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
+    def go() -> None:
+        p = _params(params, iteration)
+        if p.train.accelerate and not os.environ.get(LAUNCHED):
+            argv = ["train", "--iteration", iteration, "--params", str(params)]
+            code = accelerate_launch(p.train.accelerate, argv + ([] if progress else ["--no-progress"]))
+            if code:
+                raise typer.Exit(code)
+            return
+        stage.run(p, iteration, progress)
+
+    _guard(go)
 
 
 ModelIterationOpt = Annotated[

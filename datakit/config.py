@@ -324,6 +324,9 @@ class TrainConfig:
     data: Literal["pairs", "domain", "mixed"] = "pairs"
     seed: int = 0  # training seed (shuffling, LoRA init); mixed: the pool sample
     device: str = "auto"  # auto = cuda when present, else cpu
+    # an accelerate config file (configs/accelerate/*.yaml): the stage runs under `accelerate launch` with it,
+    # one process per GPU (DDP, DeepSpeed ZeRO-2); '' = in this process
+    accelerate: str = ""
     args: dict[str, Any] = field(default_factory=dict)  # TRL/TrainingArguments keys for every objective
     dpo: dict[str, Any] = field(default_factory=dict)  # DPOConfig-only keys (beta, max_length, ...)
     orpo: dict[str, Any] = field(default_factory=dict)  # ORPOConfig-only keys (beta = ORPO's lambda, ...)

@@ -73,7 +73,7 @@ def ray_init(executor: ExecutorConfig) -> None:
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # the stage's own bar counts rows
     ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 class _Worker:
@@ -81,14 +81,12 @@ class _Worker:
 
     def __init__(self, fn: FrameFn):
         self.fn = fn
-        self.bar = NullBar()
 
     def __call__(self, batch: dict) -> dict:
         keys, outs = [], []
         for key, payload in zip(batch["key"], batch["frame"], strict=True):
-            out = self.fn(pl.read_ipc(payload), self.bar)
             keys.append(int(key))
-            outs.append(_to_ipc(out))
+            outs.append(_to_ipc(self.fn(pl.read_ipc(payload), NullBar())))
         return {"key": keys, "frame": outs}
 
 

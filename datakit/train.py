@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +267,26 @@ def log_summary(log: pl.DataFrame) -> dict:
             out[f"{col}_first"] = round(float(values.head(k).mean()), 5)
             out[f"{col}_last"] = round(float(values.tail(k).mean()), 5)
     return out
+
+
+LAUNCHED = "DATAKIT_ACCELERATE_CHILD"  # set in the processes `accelerate launch` starts for the train stage
+
+
+def accelerate_launch(config: str, argv: list[str]) -> int:
+    """Run ``datakit <argv>`` under ``accelerate launch --config_file <config>``; its exit status.
+
+    Raises:
+        ConfigError: when ``config`` (``train.accelerate``) is not a file.
+    """
+    if not Path(config).is_file():
+        raise ConfigError(f"train.accelerate: {config}: no such accelerate config file")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "-m", "datakit.cli"]
+    return subprocess.run([*cmd, *argv], env={**os.environ, LAUNCHED: "1"}, check=False).returncode
+
+
+def is_main_process() -> bool:
+    """True in a plain run and in rank 0 of a launched one (before any trainer exists to ask)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def save_models(trainer, tokenizer, adapter_dir: Path | None, model_dir: Path) -> None:

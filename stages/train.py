@@ -13,8 +13,8 @@ Run: ``datakit train --iteration iter_1`` (``dvc repro train@iter_1``); ``--iter
 
 from __future__ import annotations
 
+import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,8 +30,10 @@ from datakit.poft import SCORES, keep_top, tau_summary
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import read_table, write_text_atomic
 from datakit.train import (
+    LAUNCHED,
     SFT_KINDS,
     build_trainer,
+    is_main_process,
     log_summary,
     phases,
     save_models,
@@ -125,9 +127,13 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
                 "compares the references' and the model's log-likelihood of the same tokens"
             )
     out_dir, model_out = folder(it), Path(it.model_out)
-    work = Path(params.paths.work) / NAME
-    work.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=work, prefix=f"{iteration}-"))
+    # One folder every process of a launched run shares: the main process saves each phase's model
+    # there and the others load it for the next phase.
+    main = is_main_process()
+    tmp = Path(params.paths.work) / NAME / iteration
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True, exist_ok=True)
     logs, results, rows_in, taus, trainable = [], [], {}, None, 0
     try:
         model = it.start  # M_t; an I-SHEEP round may start from the base model instead (isheep.setting)
@@ -155,8 +161,12 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
             last = i == len(kinds) - 1
             lora = bool(cfg.lora)
             adapter = tmp / f"adapter-{kind}" if lora else None
-            save_models(trainer, trainer.processing_class, adapter, tmp / f"model-{kind}")
+            if main:
+                save_models(trainer, trainer.processing_class, adapter, tmp / f"model-{kind}")
+            trainer.accelerator.wait_for_everyone()
             model = str(tmp / f"model-{kind}")  # the next phase starts from (and is referenced to) this one
+            if not main:
+                continue
             if last:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 model_out.parent.mkdir(parents=True, exist_ok=True)
@@ -166,7 +176,10 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
                 else:
                     (out_dir / "adapter").mkdir(exist_ok=True)  # full fine-tuning: no adapter; DVC tracks it
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if not main:  # the main process writes the stage's outputs
+        return {}
     offset, parts = 0, []
     for part in logs:  # steps count on across phases
         parts.append(part.with_columns(pl.col("step") + offset))
@@ -195,6 +208,9 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
         "train_loss": round(float(results[-1].training_loss), 5),
         "train_seconds": round(sum(float(r.metrics.get("train_runtime", 0.0)) for r in results), 2),
         "device": device,
+        # `accelerate launch` (train.accelerate) and its process count; python = a plain run
+        "launcher": "accelerate" if os.environ.get(LAUNCHED) else "python",
+        "processes": int(os.environ.get("WORLD_SIZE", "1")),
         "model_in": it.start,
         "model_out": it.model_out,
         **log_summary(log.drop("phase")),

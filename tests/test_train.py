@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -192,3 +193,55 @@ def test_train_stage_domain_baseline_writes_m2_and_refuses_empty_pairs(project):
     assert (project / "data/iter_1/train/adapter/adapter_config.json").exists()
     assert pl.read_csv(project / "data/iter_1/train/log.csv")["step"].to_list() == [1, 2]
     assert (project / "data/iter_1/train/logps.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_under_accelerate_launch_matches_the_plain_run(project):
+    """`train.accelerate` runs the stage under `accelerate launch` (the repo's CPU config here): the same M_2."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+    from conftest import ROOT, write_params
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def datakit(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "datakit.cli", *args]
+        return subprocess.run(cmd, cwd=project, capture_output=True, text=True, env=env)
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"].update(data="domain")
+    params["train"]["args"]["max_steps"] = 2
+    params["train"]["sft"]["max_length"] = 512
+    write_params(project, params)
+    for cmd in ("synth", "base_model"):
+        assert datakit(cmd).returncode == 0
+    for cmd in ("sft_set", "score", "train"):
+        done = datakit(cmd, "--iteration", "iter_1")
+        assert done.returncode == 0, done.stderr
+    model = project / "data/iter_1/train/model/model.safetensors"
+    plain, plain_metrics = load_file(model), json.loads((model.parents[1] / "metrics.json").read_text())
+
+    params["train"]["accelerate"] = str(ROOT / "configs/accelerate/cpu.yaml")
+    write_params(project, params)
+    launched = datakit("train", "--iteration", "iter_1", "--no-progress")
+    assert launched.returncode == 0, launched.stderr
+    metrics = json.loads((model.parents[1] / "metrics.json").read_text())
+    assert metrics["steps"] == plain_metrics["steps"] == 2
+    assert (plain_metrics["launcher"], metrics["launcher"], metrics["processes"]) == (
+        "python",
+        "accelerate",
+        1,
+    )
+    weights = load_file(model)
+    assert weights.keys() == plain.keys()
+    assert all(torch.allclose(weights[k], plain[k], atol=1e-6) for k in plain)
+    assert not (project / ".datakit/work/train/iter_1").exists(), "the shared phase folder is cleared"
+
+    params["train"]["accelerate"] = "configs/accelerate/none.yaml"
+    write_params(project, params)
+    missing = datakit("train", "--iteration", "iter_1", "--no-progress")
+    assert missing.returncode == 1
+    assert "train.accelerate: configs/accelerate/none.yaml: no such accelerate config file" in missing.stderr
