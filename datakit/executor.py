@@ -97,6 +97,7 @@ def _to_ipc(frame: pl.DataFrame) -> bytes:
 def _ray_map(
     frames: Sequence[tuple[int, pl.DataFrame]], fn: FrameFn, executor: ExecutorConfig
 ) -> Iterator[tuple[int, pl.DataFrame]]:
+    import ray
     import ray.data
 
     ray_init(executor)
@@ -110,5 +111,12 @@ def _ray_map(
         num_gpus=executor.gpus_per_worker,
         zero_copy_batch=True,
     )
-    for row in ds.iter_rows():
-        yield int(row["key"]), pl.read_ipc(row["frame"])
+    try:
+        for row in ds.iter_rows():
+            yield int(row["key"]), pl.read_ipc(row["frame"])
+    except BaseException:
+        # Ray Data stops a failed run's actors asynchronously, and not always: they would keep their CPUs
+        # and GPUs, and the next map in this process would wait for them forever. Disconnecting kills the
+        # actors this process owns; the next map connects (or starts a cluster) afresh.
+        ray.shutdown()
+        raise
