@@ -141,3 +141,22 @@ def test_executor_settings_are_checked(tmp_path):
     params["executor"] = {"kind": "ray", "workers": 0}
     with pytest.raises(ConfigError, match="executor.workers: must be >= 1"):
         load_params(write_params(tmp_path, params))
+
+
+def test_llm_tagger_on_ray_matches_local(tagger_model):
+    """The LLM tagger's lazy backend travels to the workers: same tags (and errors) as the local loop."""
+    from datakit.config import TagConfig
+    from datakit.tags import make_tagger
+
+    cfg = TagConfig(tagger="llm", model=str(tagger_model), generation=GenerationConfig(max_new_tokens=48))
+    texts = ["Tom has 3 boxes.", "Reverse 'hello'.", "Convert 5 km to m.", "What is 2 + 2?", "Name a prime."]
+    ids = [f"q{i}" for i in range(len(texts))]
+    tagged = {}
+    for kind, executor in (("local", None), ("ray", RAY)):
+        tagger = make_tagger(cfg, Embedder(EmbedConfig(), None, progress=False), lazy=executor is not None)
+        tagged[kind], stats = tag_frame(
+            ids, texts, tagger, None, chunk_size=2, progress=False, executor=executor
+        )
+        assert stats.computed == 5
+    assert tagged["ray"].equals(tagged["local"])
+    assert tagged["ray"]["tags"].drop_nulls().len() >= 4  # the tagger model answers its training queries
