@@ -99,6 +99,15 @@ def _not_shipped(self) -> None:
     )
 
 
+def model_name(cfg: GenerationConfig, model: str) -> str:
+    """The model a backend answers with: the served name for openai (``openai.model``, else ``model``)."""
+    if cfg.backend != "openai":
+        return model
+    if not (cfg.openai.model or model):
+        raise DatakitError("generate.openai.model: set the model name the server serves")
+    return cfg.openai.model or model
+
+
 def prefilled(conv: Conversation) -> bool:
     """A conversation that ends with an assistant message: the model continues that message (its start is
     given, e.g. ``Score:``) instead of opening a new one."""
@@ -237,9 +246,7 @@ class OpenAIBackend:
         import openai
 
         o = cfg.openai
-        self.cfg, self.model = cfg, o.model or model
-        if not self.model:
-            raise DatakitError("generate.openai.model: set the model name the server serves")
+        self.cfg, self.model = cfg, model_name(cfg, model)
         self._openai = openai
         self.client = openai.OpenAI(
             base_url=o.base_url,
@@ -295,7 +302,7 @@ class LazyBackend:
 
     def __init__(self, cfg: GenerationConfig, model: str):
         self.cfg, self.name = cfg, cfg.backend
-        self.model = (cfg.openai.model or model) if cfg.backend == "openai" else model
+        self.model = model_name(cfg, model)
         self._source = str(Path(model).resolve()) if model and Path(model).exists() else model
         self._built: Backend | None = None
 
@@ -318,7 +325,5 @@ def make_backend(cfg: GenerationConfig, model: str, lazy: bool = False) -> Backe
     if cfg.backend == "transformers" and not Path(model).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
         raise DatakitError(f"model '{model}': not a local folder, and HF_HUB_OFFLINE=1 forbids the hub")
     if lazy:
-        if cfg.backend == "openai" and not (cfg.openai.model or model):
-            raise DatakitError("generate.openai.model: set the model name the server serves")
         return LazyBackend(cfg, model)
     return BACKENDS[cfg.backend](cfg, model)

@@ -171,6 +171,11 @@ class ExecutorConfig:
     cpus_per_worker: float = 1  # ray: CPUs per actor (torch uses as many threads)
     gpus_per_worker: float = 0  # ray: GPUs per actor (1 for a vLLM worker per GPU)
 
+    @property
+    def is_ray(self) -> bool:
+        """Shards go to Ray workers: models must be built lazily (``make_backend(lazy=True)``)."""
+        return self.kind == "ray"
+
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"workers: must be >= 1, got {self.workers}")

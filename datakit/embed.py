@@ -18,11 +18,10 @@ from tqdm.auto import tqdm
 from datakit.cache import PartCache, text_hash
 from datakit.config import EmbedConfig, ExecutorConfig
 from datakit.errors import DatakitError
-from datakit.executor import map_frames
+from datakit.executor import map_frames, text_chunks
 from datakit.shards import content_fingerprint, work_key
 
 MINILM = "minilm"
-_CHUNK = {"key": pl.Utf8, "text": pl.Utf8}
 
 
 def minilm_path() -> Path:
@@ -138,12 +137,8 @@ class Embedder:
         self.reused += len(keys) - sum(1 for k in keys if k in missing)
         # Longest first, so each chunk batches texts of similar length (as one big encode() call would).
         todo = sorted(missing.items(), key=lambda kv: -len(kv[1]))
-        size = self.cfg.chunk_size
-        chunks = [
-            (i, pl.DataFrame({"key": [k for k, _ in part], "text": [t for _, t in part]}, schema=_CHUNK))
-            for i, part in enumerate(todo[s : s + size] for s in range(0, len(todo), size))
-        ]
-        remote = self.executor is not None and self.executor.kind == "ray"
+        chunks = text_chunks(todo, self.cfg.chunk_size)
+        remote = self.executor is not None and self.executor.is_ray
         with tqdm(total=len(todo), desc=desc, unit="text", disable=not self.progress or not todo) as bar:
             for _, out in map_frames(chunks, self._encode_chunk, self.executor, bar):
                 if remote:  # encoded on a worker: count it here

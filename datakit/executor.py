@@ -25,6 +25,7 @@ from datakit.config import ExecutorConfig
 # fn(frame, bar) -> frame. ``bar`` is a tqdm bar here and a do-nothing one on a Ray worker (the driver
 # advances its own bar by the frame's rows when the result comes back).
 FrameFn = Callable[[pl.DataFrame, Any], pl.DataFrame]
+_TEXTS = {"key": pl.Utf8, "text": pl.Utf8}
 
 
 class NullBar:
@@ -44,7 +45,7 @@ def map_frames(
     bar: Any,
 ) -> Iterator[tuple[int, pl.DataFrame]]:
     """``(key, fn(frame))`` for each ``(key, frame)``: in order here, in completion order under Ray."""
-    if executor is None or executor.kind == "local" or not frames:
+    if executor is None or not executor.is_ray or not frames:
         for key, frame in frames:
             yield key, fn(frame, bar)
         return
@@ -52,6 +53,14 @@ def map_frames(
     for key, out in _ray_map(frames, fn, executor):
         bar.update(rows[key])
         yield key, out
+
+
+def text_chunks(items: Sequence[tuple[str, str]], size: int) -> list[tuple[int, pl.DataFrame]]:
+    """``(key, text)`` pairs as numbered ``key, text`` frames of ``size`` rows: what tagging and embedding map."""
+    return [
+        (i, pl.DataFrame({"key": [k for k, _ in part], "text": [t for _, t in part]}, schema=_TEXTS))
+        for i, part in enumerate(items[s : s + size] for s in range(0, len(items), size))
+    ]
 
 
 def ray_init(executor: ExecutorConfig) -> None:

@@ -34,7 +34,7 @@ from datakit.cache import PartCache, text_hash
 from datakit.config import ExecutorConfig, TagConfig
 from datakit.embed import Embedder
 from datakit.errors import ConfigError, DataError
-from datakit.executor import map_frames
+from datakit.executor import map_frames, text_chunks
 from datakit.generate import conversation
 from datakit.schemas import Table
 from datakit.shards import model_fingerprint, work_key
@@ -421,10 +421,7 @@ def tag_frame(
     stats = TagStats(texts=len(set(keys)), cached=len(set(keys)) - len(todo), computed=len(todo))
     errors: dict[str, str] = {}
     items = list(todo.items())
-    chunks = [
-        (i, pl.DataFrame({"key": [k for k, _ in part], "text": [t for _, t in part]}))
-        for i, part in enumerate(items[s : s + chunk_size] for s in range(0, len(items), chunk_size))
-    ]
+    chunks = text_chunks(items, chunk_size)
 
     def tag_chunk(chunk: pl.DataFrame, bar) -> pl.DataFrame:
         tags, errs = zip(*tagger.tag(chunk["text"].to_list()), strict=True) if chunk.height else ((), ())

@@ -41,7 +41,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     instructions = read_table(synthesize.output(it), INSTRUCTIONS)
     generations = read_table(generate.output(it), GENERATIONS)
     rows = answered(instructions, generations, generate.output(it))
-    backend = make_backend(cfg.generation, it.model_in, lazy=params.executor.kind == "ray")
+    backend = make_backend(cfg.generation, it.model_in, lazy=params.executor.is_ray)
     label = f"self-assess:{cfg.prompt}:{backend.model}"
     scored, resumed, work = judge.grade_sharded(
         params,

@@ -70,7 +70,7 @@ def run(params: Params, iteration: str | None, progress: bool = True) -> dict:
     started = time.perf_counter()
     model, n, out_dir = target(params, iteration)
     label = iteration or "base"
-    backend = make_backend(params.generate, model, lazy=params.executor.kind == "ray")
+    backend = make_backend(params.generate, model, lazy=params.executor.is_ray)
     sets = [
         ("domain_test", params.data.domain_test, "test"),
         ("general_eval", params.data.general_eval, "eval"),

@@ -62,7 +62,7 @@ def answer(
         examples["input"].to_list(),
     )
     work = Path(params.paths.work) / name / key
-    backend = backend or make_backend(cfg, model, lazy=params.executor.kind == "ray")
+    backend = backend or make_backend(cfg, model, lazy=params.executor.is_ray)
     gen_started = time.perf_counter()
     out, stats = generate_frame(
         examples,

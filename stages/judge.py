@@ -57,7 +57,7 @@ def judge_rows(
     model = model_in if cfg.kind == "self" else cfg.model
     if not model and not (cfg.generation.backend == "openai" and cfg.generation.openai.model):
         raise DatakitError("judge.model: set the judge model for kind 'llm'")
-    backend = make_backend(cfg.generation, model, lazy=params.executor.kind == "ray")
+    backend = make_backend(cfg.generation, model, lazy=params.executor.is_ray)
     label = f"{cfg.kind}:{backend.model}"
     # Everything that goes into the judge prompt or its settings: a change to any re-judges.
     inputs = (

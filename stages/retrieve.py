@@ -59,7 +59,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     bad_path = Path(it.dir) / select.NAME / "bad_cases.parquet"
     bad = read_table(bad_path, BAD_CASES)
     embedder = Embedder(params.embed, params.paths.cache, progress, executor=params.executor)
-    tagger = make_tagger(params.tag, embedder, lazy=params.executor.kind == "ray")
+    tagger = make_tagger(params.tag, embedder, lazy=params.executor.is_ray)
     built = index_meta(index.output(params))
     for what, ours in (("tagger", tagger.fingerprint), ("embedder", embedder.fingerprint)):
         if built.get(what) != ours:

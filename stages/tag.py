@@ -82,7 +82,7 @@ def run(params: Params, progress: bool = True) -> pl.DataFrame:
     started = time.perf_counter()
     pool = load_examples(params.data.pool, "pool")
     embedder = Embedder(params.embed, params.paths.cache, progress, executor=params.executor)
-    tagger = make_tagger(params.tag, embedder, lazy=params.executor.kind == "ray")
+    tagger = make_tagger(params.tag, embedder, lazy=params.executor.is_ray)
     before = embedder.encoded  # the taxonomy's own texts are not pool rows
     tags, stats = tag_rows(params, pool, tagger, progress, NAME)
     write_table(tags, output(params), TAGS)
