@@ -357,6 +357,41 @@ def export(
     _guard(go)
 
 
+@app.command("probe")
+def probe(
+    domains: Annotated[
+        str, typer.Option("--domains", help="Comma-separated families (default: every one in synth.arith).")
+    ] = "",
+    n: Annotated[int, typer.Option("--n", help="Problems per family.")] = 200,
+    split: Annotated[
+        str, typer.Option("--split", help="train (the training templates) or test (the held-out ones).")
+    ] = "train",
+    model: Annotated[str, typer.Option("--model", help="Model folder (default: paths.base_model).")] = "",
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for probe.md, probe.csv and answers.parquet.")
+    ] = Path("data/probe"),
+    params: ParamsOpt = Path("params.yaml"),
+    progress: ProgressOpt = True,
+) -> None:
+    """How often a model is right on each candidate domain family before training (pick one with headroom)."""
+    from datakit.probe import markdown
+    from datakit.probe import probe as run_probe
+    from datakit.schemas import write_text_atomic
+    from datakit.synth import DOMAINS
+
+    def go() -> None:
+        p = _params(params)
+        names = [d.strip() for d in domains.split(",") if d.strip()] or list(DOMAINS)
+        table, answers = run_probe(p, model or p.paths.base_model, names, n, progress, split)
+        out.mkdir(parents=True, exist_ok=True)
+        answers.write_parquet(out / "answers.parquet")
+        table.write_csv(out / "probe.csv")
+        write_text_atomic(markdown(table), out / "probe.md")
+        print(markdown(table))
+
+    _guard(go)
+
+
 @app.command("check")
 def check(params: ParamsOpt = Path("params.yaml")) -> None:
     """Validate params.yaml (unknown keys, wrong types) without running anything."""

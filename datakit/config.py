@@ -42,11 +42,20 @@ class Paths:
 @dataclass(frozen=True)
 class SynthConfig:
     seed: int = 1234  # every synthetic row derives from this seed
+    domain: str = "numbers"  # the domain family (datakit.synth.arith.FAMILIES; `datakit probe` compares them)
     math_train: int = 300  # domain train problems
-    math_test: int = 150  # domain test problems (disjoint from train)
-    math_max_steps: int = 5  # most worked steps per problem (2-5); lower = an easier domain
+    math_val: int = 0  # domain validation problems (held-out templates, disjoint from test)
+    math_test: int = 150  # domain test problems (held-out templates, disjoint from train and val)
+    math_max_steps: int = 5  # most worked steps per problem (1-5; the multistep domain); lower = easier
     pool: int = 5000  # general pool rows (similar cases are retrieved from here)
+    general_val: int = 0  # general validation rows (disjoint from the pool and general_eval)
     general_eval: int = 200  # held-out general evaluation rows (disjoint from the pool)
+
+    def __post_init__(self) -> None:
+        from datakit.synth import DOMAINS
+
+        if self.domain not in DOMAINS:
+            raise ValueError(f"domain: expected one of {list(DOMAINS)}, got {self.domain!r}")
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,8 @@ class DataConfig:
     domain_test: DatasetSource  # the domain test set (evaluation only)
     pool: DatasetSource  # the general pool
     general_eval: DatasetSource  # held-out general evaluation split
+    domain_val: DatasetSource | None = None  # domain validation split: what settings are chosen on
+    general_val: DatasetSource | None = None  # general validation split: what settings are chosen on
 
 
 @dataclass(frozen=True)

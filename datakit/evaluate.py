@@ -1,6 +1,8 @@
 """Evaluation cores: the reference-match judge for general answers, and the NLL of reference answers.
 
-- ``judge_match``: general retention accuracy without an LLM judge. The reference's answer is read from
+- ``judge_match``: general retention accuracy without an LLM judge. A row of the synthetic pool is judged by
+  its category's rule (``datakit.general_judge``: what the answer is, and how an answer may state it). Any
+  other row by the generic rule: the reference's answer is read from
   the reference itself (see ``answer_key``): a leading yes/no; all of a JSON reference; else its last quoted
   span, or else its first number, that the instruction does not already contain; else what follows its
   last colon; else its first number or quoted span; else the whole reference. A response is right (5) when it contains that answer as a whole token
@@ -17,6 +19,7 @@ import re
 
 import polars as pl
 
+from datakit.general_judge import check, describe, key_for
 from datakit.generate import conversation, user_message
 from datakit.judges import NUMBER
 from datakit.schemas import JUDGMENTS, Table
@@ -31,10 +34,12 @@ EVAL_RESULTS = Table(
         "extracted": pl.Utf8,
         "finish_reason": pl.Utf8,
         "n_tokens": pl.Int64,
+        "category": pl.Utf8,
     },
     required=("set", "id"),
     doc={
-        "set": "domain_test | general_eval | domain_train",
+        "set": "domain_test | domain_val | general_eval | general_val | domain_train",
+        "category": "the item's source (general/<category>, <domain>/<template>): per-category accuracy",
         "response": "the evaluated model's answer",
         "score": "the judge's 1-5 score (math or llm for the domain, match or llm for general); null = unscored",
         "extracted": "what the judge read from the answer (math: the final number; match: the expected answer)",
@@ -88,15 +93,28 @@ def match_score(response: str, reference: str, instruction: str) -> tuple[int, s
     return (5 if _contains(response, value) else 1), value
 
 
+def general_score(response: str, reference: str, instruction: str, source: str | None) -> tuple[int, str]:
+    """(5 or 1, the expected answer): by the row's category rule (``datakit.general_judge``) for a row of the
+    synthetic pool (``source`` = general/<category>), else by ``match_score``."""
+    category = source.split("/", 1)[1] if source and source.startswith("general/") else None
+    key = key_for(category, reference, instruction) if category else None
+    if key is None:
+        return match_score(response, reference, instruction)
+    return (5 if check(key, response) else 1), describe(key)
+
+
 def judge_match(rows: pl.DataFrame) -> pl.DataFrame:
-    """Reference-match judgments for an ``answered`` frame; a failed generation is an unscored row."""
+    """Reference-match judgments for an ``answered`` frame (``general_score`` per row); a failed generation
+    is an unscored row."""
     out = {
         k: [] for k in ("id", "score", "feedback", "judge", "error", "extracted", "raw", "model", "iteration")
     }
     for r in rows.iter_rows(named=True):
         failed = r["finish_reason"] == "error" or r["response"] is None
         score, expected = (
-            (None, None) if failed else match_score(r["response"], r["output"], r["instruction"])
+            (None, None)
+            if failed
+            else general_score(r["response"], r["output"], r["instruction"], r.get("source"))
         )
         out["id"].append(r["id"])
         out["score"].append(score)

@@ -17,6 +17,7 @@ import html
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from datakit.config import Params
 from datakit.errors import DataError
 from datakit.plots import pyplot, save_png
 from datakit.schemas import write_text_atomic
+from datakit.stats import mcnemar_exact
 
 MISSING = "—"
 DVC_PARAMS_FILE = "params.yaml"  # where `dvc exp run -S` sets a parameter (DVC's default params file)
@@ -34,7 +36,15 @@ SUMMARY_SCHEMA = {
     "model": pl.Utf8,
     "label": pl.Utf8,
     "domain_accuracy": pl.Float64,
+    "domain_low": pl.Float64,
+    "domain_high": pl.Float64,
+    "domain_n": pl.Int64,
     "general_accuracy": pl.Float64,
+    "general_low": pl.Float64,
+    "general_high": pl.Float64,
+    "general_n": pl.Int64,
+    "domain_val_accuracy": pl.Float64,
+    "general_val_accuracy": pl.Float64,
     "general_nll": pl.Float64,
     "train_bad_cases": pl.Int64,
     "if_prompt_strict": pl.Float64,
@@ -60,6 +70,16 @@ class ModelRow:
     if_instruction_strict: float | None = None  # ifeval: share of instructions followed
     pairs: int | None = None  # preference pairs it was trained on
     steps: int | None = None  # training steps that made it
+    domain_low: float | None = None  # 95% Wilson interval of domain_accuracy
+    domain_high: float | None = None
+    general_low: float | None = None  # 95% Wilson interval of general_accuracy
+    general_high: float | None = None
+    domain_val_accuracy: float | None = None  # the validation splits: what the sweeps choose on
+    general_val_accuracy: float | None = None
+    domain_n: int | None = None  # items behind domain_accuracy and general_accuracy
+    general_n: int | None = None
+    # Per evaluated set (domain_test, general_eval, ...), each item's id -> right or wrong: the paired tests.
+    correct: dict[str, dict[str, bool]] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -131,6 +151,51 @@ def _int(value: Any) -> int | None:
     return int(number) if number is not None and number.is_integer() else None
 
 
+# ModelRow field <- evaluate's metrics.json key.
+EVAL_FIELDS = {
+    "domain_low": "domain_accuracy_low",
+    "domain_high": "domain_accuracy_high",
+    "general_low": "general_accuracy_low",
+    "general_high": "general_accuracy_high",
+    "domain_val_accuracy": "domain_val_accuracy",
+    "general_val_accuracy": "general_val_accuracy",
+}
+
+
+def _eval_fields(get) -> dict[str, Any]:
+    """The interval, validation and item-count fields of a ModelRow, from ``get(metric name)``."""
+    out = {name: _num(get(key)) for name, key in EVAL_FIELDS.items()}
+    out.update(domain_n=_int(get("domain_accuracy_n")), general_n=_int(get("general_accuracy_n")))
+    return out
+
+
+def read_correct(data: bytes | Path, threshold: str, where: str | Path) -> dict[str, dict[str, bool]]:
+    """evaluate's results.parquet as {set: {id: right}}: right = scored and not a bad case (``threshold``);
+    unscored rows are left out, as they are of the accuracy.
+
+    Raises:
+        DataError: the file is not a readable parquet table with ``set``, ``id`` and ``score``.
+    """
+    import io
+
+    from datakit.select import threshold_expr
+
+    try:
+        frame = pl.read_parquet(io.BytesIO(data) if isinstance(data, bytes) else data)
+        frame = frame.filter(pl.col("score").is_not_null()).with_columns(right=~threshold_expr(threshold))
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(where, f"not a readable evaluation table: {exc}") from exc
+    out: dict[str, dict[str, bool]] = {}
+    for name, ids, right in frame.group_by("set").agg("id", "right").iter_rows():
+        out[name] = dict(zip(ids, right, strict=True))
+    return out
+
+
+def _local_correct(folder: Path, threshold: str) -> dict[str, dict[str, bool]] | None:
+    path = folder / "results.parquet"
+    return read_correct(path, threshold, path) if path.exists() else None
+
+
 def iteration_rows(params: Params) -> list[IterationRow]:
     """One row per iteration of params.yaml, in its order, from whatever its stages have written."""
     rows = []
@@ -156,14 +221,16 @@ def model_rows(params: Params, iterations: list[IterationRow]) -> list[ModelRow]
     the next iteration's select, which counts the same model's bad cases; the two should agree.
     """
     select_bad = {it.n: _int(it.select.get("bad_cases")) for it in iterations}
-    base = (read_metrics(Path(params.paths.evaluate_base) / "metrics.json"), Path(params.paths.ifeval_base))
-    found = [("base", "M_1 (base)", 0, *base, None)]
+    base_dir = Path(params.paths.evaluate_base)
+    found = [("base", "M_1 (base)", 0, base_dir, Path(params.paths.ifeval_base), None)]
     for it in iterations:
         folder = Path(params.iterations[it.key].dir)
-        metrics = read_metrics(folder / "evaluate" / "metrics.json")
-        found.append((it.key, f"M_{it.n + 1} (after {it.key})", it.n, metrics, folder / "ifeval", it))
+        found.append(
+            (it.key, f"M_{it.n + 1} (after {it.key})", it.n, folder / "evaluate", folder / "ifeval", it)
+        )
     rows = []
-    for model, label, index, metrics, ifeval_dir, it in found:
+    for model, label, index, eval_dir, ifeval_dir, it in found:
+        metrics = read_metrics(eval_dir / "metrics.json")
         bad = _int(metrics.get("train_bad_cases"))
         ifeval = read_metrics(ifeval_dir / "metrics.json")
         rows.append(
@@ -180,12 +247,19 @@ def model_rows(params: Params, iterations: list[IterationRow]) -> list[ModelRow]
                 if_instruction_strict=_num(ifeval.get("instruction_strict")),
                 pairs=_int(it.pairs.get("pairs")) if it else None,
                 steps=_int(it.train.get("steps")) if it else None,
+                correct=_local_correct(eval_dir, params.select.threshold),
+                **_eval_fields(metrics.get),
             )
         )
     return rows
 
 
-def baseline_rows(experiments: list[dict[str, Any]], params: Params, root: str | Path) -> list[ModelRow]:
+def baseline_rows(
+    experiments: list[dict[str, Any]],
+    params: Params,
+    root: str | Path,
+    results: Callable[[str, str], dict[str, dict[str, bool]] | None] | None = None,
+) -> list[ModelRow]:
     """The experiments among ``dvc.api.exp_show()``'s rows that evaluated the first iteration.
 
     Args:
@@ -193,6 +267,8 @@ def baseline_rows(experiments: list[dict[str, Any]], params: Params, root: str |
             one column per metric and parameter, named ``<file>:<name>``, or ``<name>`` alone when a single
             file has that name.
         root: the DVC repository's root, which the metric file names are relative to.
+        results: ``(rev, path relative to root) -> read_correct(...)`` of the experiment's evaluate
+            results (None: no paired tests for experiments).
     """
     if not params.iterations:
         return []
@@ -236,6 +312,10 @@ def baseline_rows(experiments: list[dict[str, Any]], params: Params, root: str |
                 train_bad_cases=_int(cell(exp, evaluate, "train_bad_cases")),
                 pairs=_int(cell(exp, pairs, "pairs")),
                 steps=_int(cell(exp, train, "steps")),
+                correct=results(exp.get("rev"), str(Path(evaluate).parent / "results.parquet"))
+                if results and exp.get("rev")
+                else None,
+                **_eval_fields(lambda key, exp=exp: cell(exp, evaluate, key)),
             )
         )
     return rows
@@ -257,8 +337,17 @@ def read_baselines(params: Params, commits: int = 1) -> tuple[list[ModelRow], st
         experiments = dvc.api.exp_show(repo=root, num=commits)
     except (DvcException, SCMError) as exc:
         return [], f"{type(exc).__name__}: {exc}"
+
+    def results(rev: str, path: str) -> dict[str, dict[str, bool]] | None:
+        # The experiment's own results.parquet, from the DVC cache at its commit.
+        try:
+            data = dvc.api.read(path, repo=root, rev=rev, mode="rb")
+        except (DvcException, SCMError, FileNotFoundError):
+            return None
+        return read_correct(data, params.select.threshold, f"{path}@{rev}")
+
     newest = {}
-    for row in baseline_rows(experiments, params, root):  # exp_show lists the newest commit first
+    for row in baseline_rows(experiments, params, root, results):  # exp_show lists the newest commit first
         newest.setdefault(row.model, row)
     return list(newest.values()), None
 
@@ -288,19 +377,58 @@ def _trend(train: dict[str, Any], name: str, spec: str) -> str:
     return f"{first:{spec}} → {last:{spec}}"
 
 
+def _ci(value: float | None, lo: float | None, hi: float | None) -> str:
+    """'12.3 [10.1–14.8]': a share in percent with its 95% interval."""
+    if value is None:
+        return MISSING
+    if lo is None or hi is None:
+        return _pct(value)
+    return f"{value * 100:.1f} [{lo * 100:.1f}–{hi * 100:.1f}]"
+
+
+SETS = {"domain": "domain_test", "general": "general_eval"}  # what the comparison columns are measured on
+
+
+def paired(a: ModelRow, b: ModelRow, what: str) -> dict | None:
+    """The exact McNemar test of b against a on the items of ``what`` (domain or general) both answered;
+    None when either model's per-item results are not at hand."""
+    name = SETS[what]
+    if not a.correct or not b.correct or name not in a.correct or name not in b.correct:
+        return None
+    return mcnemar_exact(a.correct[name], b.correct[name])
+
+
+def _paired_delta(a: ModelRow, b: ModelRow, what: str) -> str:
+    """'+3.0 (p=0.012, significant)' for b against a; the unpaired difference alone when no test can run."""
+    test = paired(a, b, what)
+    if test is None:
+        return _delta(getattr(b, f"{what}_accuracy"), getattr(a, f"{what}_accuracy"))
+    verdict = "significant" if test["significant"] else "within noise"
+    return f"{round(test['diff'] * 100, 1) + 0.0:+.1f} (p={test['p']:.3g}, {verdict})"
+
+
+def _items(models: list[ModelRow], attr: str) -> str:
+    counts = sorted({getattr(m, attr) for m in models if getattr(m, attr) is not None})
+    return "n=" + "/".join(map(str, counts)) if counts else "n=?"
+
+
 def comparison_table(models: list[ModelRow]) -> Block:
-    """Every model against the base: domain skill, general retention, bad cases left."""
+    """Every model against the base: domain skill, general retention, bad cases left, with 95% intervals and
+    paired tests against the base model on the same items."""
     base = models[0]
     rows = []
     for m in models:
         name = m.label if m.evaluated else f"{m.label} — not run"
+        same = m is base
         rows.append(
             (
                 name,
-                _pct(m.domain_accuracy),
-                _delta(m.domain_accuracy, base.domain_accuracy),
-                _pct(m.general_accuracy),
-                _delta(m.general_accuracy, base.general_accuracy),
+                _ci(m.domain_accuracy, m.domain_low, m.domain_high),
+                MISSING if same else _paired_delta(base, m, "domain"),
+                _ci(m.general_accuracy, m.general_low, m.general_high),
+                MISSING if same else _paired_delta(base, m, "general"),
+                _pct(m.domain_val_accuracy),
+                _pct(m.general_val_accuracy),
                 _fmt(m.general_nll, ".3f"),
                 _pct(m.if_prompt_strict),
                 _pct(m.if_instruction_strict),
@@ -309,16 +437,65 @@ def comparison_table(models: list[ModelRow]) -> Block:
         )
     headers = (
         "model",
-        "domain test accuracy (%)",
-        "Δ vs base (points)",
-        "general accuracy (%)",
-        "Δ vs base (points)",
+        f"domain test accuracy (%) [95% CI] ({_items(models, 'domain_n')})",
+        "Δ vs base (points, exact McNemar)",
+        f"general accuracy (%) [95% CI] ({_items(models, 'general_n')})",
+        "Δ vs base (points, exact McNemar)",
+        "domain val accuracy (%)",
+        "general val accuracy (%)",
         "general reference NLL",
         "IF prompt-level (%)",
         "IF instruction-level (%)",
         "bad cases on domain train",
     )
     return Block("table", headers=headers, rows=rows)
+
+
+def apt_vs_baselines(models: list[ModelRow]) -> Block | None:
+    """APT's first iteration against each baseline trained from the same model (paired, same items); None
+    when there is no baseline or APT's first iteration has not been evaluated."""
+    apt = next((m for m in models if m.index == 1 and m.evaluated), None)
+    others = [m for m in models if m.index is None]
+    if apt is None or not others:
+        return None
+    rows = [
+        (
+            m.label,
+            _paired_delta(m, apt, "domain"),
+            _paired_delta(m, apt, "general"),
+            _fmt(m.steps),
+            _fmt(apt.steps),
+        )
+        for m in others
+    ]
+    headers = (
+        "baseline",
+        f"APT {apt.model} minus baseline: domain test (points)",
+        f"APT {apt.model} minus baseline: general (points)",
+        "baseline training steps",
+        "APT training steps",
+    )
+    return Block("table", headers=headers, rows=rows)
+
+
+def in_words(models: list[ModelRow]) -> str:
+    """One sentence per model against the base: the difference, and whether the paired test can tell it from
+    noise."""
+    base, parts = models[0], []
+    for m in models[1:]:
+        for what in ("domain", "general"):
+            test = paired(base, m, what)
+            if test is None:
+                continue
+            points = round(test["diff"] * 100, 1) + 0.0
+            if test["significant"]:
+                verdict = f"a significant {'gain' if points > 0 else 'loss'} (p={test['p']:.3g})"
+            else:
+                verdict = f"within noise (p={test['p']:.3g}: the test cannot tell it from no difference)"
+            parts.append(
+                f"{m.label}, {what}: {points:+.1f} points against the base model on {test['n']} items, {verdict}."
+            )
+    return " ".join(parts)
 
 
 def iteration_table(iterations: list[IterationRow]) -> Block:
@@ -436,8 +613,20 @@ def report_blocks(
             "points against the base model; baselines are DVC experiments one parameter away from this run.",
         ),
         Block("h2", "Models"),
+        Block(
+            "p",
+            "Accuracies carry their 95% Wilson interval; each difference against the base model is an exact "
+            "McNemar test on the items both models answered (p < 0.05: significant; otherwise the difference is "
+            "within noise). Settings are chosen on the validation columns, never on the test ones.",
+        ),
         comparison_table(models),
     ]
+    words = in_words(models)
+    if words:
+        blocks.append(Block("p", words))
+    versus = apt_vs_baselines(models)
+    if versus is not None:
+        blocks += [Block("h2", "APT against the baselines (paired, same items)"), versus]
     if baselines and baseline_error is not None:
         blocks.append(Block("p", f"Baselines could not be read from `dvc exp show`: {baseline_error}"))
     elif baselines and not any(m.index is None for m in models):
@@ -453,7 +642,12 @@ def report_blocks(
         iteration_table(iterations),
         Block("h2", "Plots"),
         Block("img", "bad_cases.png", "bad cases on domain train per model"),
-        Block("img", "accuracy.png", "domain and general accuracy and general reference NLL per model"),
+        Block(
+            "img",
+            "accuracy.png",
+            "domain and general accuracy with 95% intervals per iteration and against the baselines, "
+            "and the general reference NLL",
+        ),
         Block("img", "logps.png", "chosen and rejected log-probs per training step"),
     ]
     if params.rounds:
@@ -641,26 +835,66 @@ def plot_bad_cases(models: list[ModelRow], path: Path) -> None:
     save_png(fig, path)
 
 
+def _errorbars(
+    ax, xs: list[float], models: list[ModelRow], what: str, style: str, color: str, label: str
+) -> bool:
+    """``what`` accuracy (%) of ``models`` at ``xs`` with 95% interval bars; whether anything was drawn."""
+    points = [(x, m) for x, m in zip(xs, models, strict=True) if getattr(m, f"{what}_accuracy") is not None]
+    if not points:
+        return False
+    ys = [getattr(m, f"{what}_accuracy") * 100 for _, m in points]
+    lows = [getattr(m, f"{what}_low") for _, m in points]
+    highs = [getattr(m, f"{what}_high") for _, m in points]
+    err = None
+    if all(v is not None for v in lows + highs):
+        err = [
+            [y - lo * 100 for y, lo in zip(ys, lows, strict=True)],
+            [hi * 100 - y for y, hi in zip(ys, highs, strict=True)],
+        ]
+    ax.errorbar([x for x, _ in points], ys, yerr=err, fmt=style, color=color, capsize=4, label=label)
+    return True
+
+
 def plot_accuracy(models: list[ModelRow], path: Path) -> None:
-    """Domain and general accuracy (%) per model, and the general reference NLL beside them."""
+    """Domain and general accuracy (%) with 95% interval bars: the iterations on the left, the first
+    iteration against the baseline experiments in their own panel, and the general reference NLL."""
     plt = pyplot()
-    fig, (acc, nll) = plt.subplots(1, 2, figsize=(11, 4))
-    drawn = _series(acc, models, "domain_accuracy", 100.0, "domain accuracy", "o-", "C0")
-    drawn = _series(acc, models, "general_accuracy", 100.0, "general accuracy", "s-", "C1") or drawn
+    fig, (acc, exps, nll) = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [3, 3, 2]})
+    own = [m for m in models if m.index is not None]
+    drawn = False
+    for what, style, color, shift in (("domain", "o-", "C0", -0.04), ("general", "s-", "C1", 0.04)):
+        drawn = (
+            _errorbars(acc, [m.index + shift for m in own], own, what, style, color, f"{what} accuracy")
+            or drawn
+        )
     if drawn:
         acc.legend(fontsize=7)
     else:
         _no_data(acc, "evaluations")
-    acc.set_ylabel("accuracy (%)")
-    acc.set_title("Domain test and general accuracy", fontsize=10)
+    acc.set_ylabel("accuracy (%), 95% CI")
+    acc.set_title("Domain test and general accuracy per iteration", fontsize=10)
+    _model_axis(acc, models)
+    # The first iteration's model and every baseline trained from the same M_1: one column each.
+    versus = [m for m in models if m.index == 1] + [m for m in models if m.index is None]
+    drawn = False
+    for what, style, color, shift in (("domain", "o", "C0", -0.08), ("general", "s", "C1", 0.08)):
+        xs = [i + shift for i in range(len(versus))]
+        drawn = _errorbars(exps, xs, versus, what, style, color, f"{what} accuracy") or drawn
+    if drawn and len(versus) > 1:
+        exps.legend(fontsize=7)
+    else:
+        _no_data(exps, "baseline experiments")
+    exps.set_xticks(range(len(versus)), [m.model for m in versus], fontsize=8, rotation=20)
+    exps.set_xlim(-0.5, max(len(versus), 1) - 0.5)
+    exps.set_title("Iteration 1 against the baselines (same M_1)", fontsize=10)
+    exps.grid(alpha=0.3)
     if _series(nll, models, "general_nll", 1.0, "general NLL", "o-", "C2"):
         nll.legend(fontsize=7)
     else:
         _no_data(nll, "evaluations")
     nll.set_ylabel("mean NLL of the references (lower is better)")
     nll.set_title("General reference NLL", fontsize=10)
-    for ax in (acc, nll):
-        _model_axis(ax, models)
+    _model_axis(nll, models)
     fig.tight_layout()
     save_png(fig, path)
 

@@ -1,13 +1,15 @@
 """evaluate — how good a model is: at the domain, at general skills, and how many bad cases it still makes.
 
 Reads: the model (``--iteration iter_t``: that iteration's ``model_out``, M_{t+1}; ``--base``: the base model),
-``data.domain_test``, ``data.general_eval``, ``data.domain_train``, params ``generate``, ``judge``, ``select``,
-``evaluate``.
+``data.domain_test``, ``data.domain_val``, ``data.general_eval``, ``data.general_val``, ``data.domain_train``,
+params ``generate``, ``judge``, ``select``, ``evaluate``.
 Writes, under ``<iteration dir>/evaluate/`` (``paths.evaluate_base`` for the base model):
 ``metrics.json`` — domain test accuracy (the ``judge`` settings: math exact match by default), general
 retention (accuracy on the held-out general split by ``evaluate.general_judge``, and the mean NLL of its
-references), and the bad-case count on domain train (the paper's Figure 6) — and ``results.parquet``, every
-answer with its score. Answers to domain train land in the generation cache, so the next iteration's
+references), the same two accuracies on the validation splits, each with its 95% Wilson interval
+(``<name>_low``, ``<name>_high``) and item count (``<name>_n``), and the bad-case count on domain train (the
+paper's Figure 6) — and ``results.parquet``, every answer with its score and category, which the report's
+paired tests read. Answers to domain train land in the generation cache, so the next iteration's
 generate reads them instead of generating them again.
 Run: ``datakit evaluate --iteration iter_1`` / ``datakit evaluate --base``
 (``dvc repro evaluate@iter_1`` / ``dvc repro evaluate_base``).
@@ -30,9 +32,30 @@ from datakit.runlog import summary_line, write_json
 from datakit.schemas import write_table
 from datakit.select import threshold_expr
 from datakit.shards import clear_work
+from datakit.stats import wilson
 from stages import generate, judge
 
 NAME = "evaluate"
+
+
+# metrics.json key of each evaluated set's accuracy (domain_accuracy and general_accuracy are the test splits).
+ACCURACY = {
+    "domain_test": "domain_accuracy",
+    "general_eval": "general_accuracy",
+    "domain_val": "domain_val_accuracy",
+    "general_val": "general_val_accuracy",
+}
+
+
+def accuracy_metrics(key: str, right: int, n: int) -> dict:
+    """``key`` (the share right), ``key_low``/``key_high`` (its 95% Wilson interval) and ``key_n`` (items)."""
+    lo, hi = wilson(right, n)
+    return {
+        key: round(right / n, 4) if n else 0.0,
+        f"{key}_low": round(lo, 4),
+        f"{key}_high": round(hi, 4),
+        f"{key}_n": n,
+    }
 
 
 def target(
@@ -48,9 +71,9 @@ def target(
 
 def _score(params: Params, name: str, examples, gens, model: str, data_path: str, desc: str, progress: bool):
     """Judgments of ``gens``: the domain sets by the ``judge`` settings, general by ``evaluate.general_judge``."""
-    if name == "general_eval" and params.evaluate.general_judge == "match":
+    if name.startswith("general") and params.evaluate.general_judge == "match":
         return judge_match(answered(examples, gens, desc)), None
-    if name == "general_eval":
+    if name.startswith("general"):
         params = dataclasses.replace(params, judge=dataclasses.replace(params.judge, kind="llm"))
     judgments, _, work = judge.judge_rows(
         params,
@@ -75,6 +98,11 @@ def run(params: Params, iteration: str | None, progress: bool = True) -> dict:
         ("domain_test", params.data.domain_test, "test"),
         ("general_eval", params.data.general_eval, "eval"),
     ]
+    # Validation splits: what the sweeps choose settings on, so test stays untouched by every choice.
+    if params.data.domain_val is not None:
+        sets.append(("domain_val", params.data.domain_val, "val"))
+    if params.data.general_val is not None:
+        sets.append(("general_val", params.data.general_val, "val"))
     if params.evaluate.train_bad_cases:
         sets.append(("domain_train", params.data.domain_train, "train"))
     results, metrics, works = [], {"model": model, "iteration": n}, []
@@ -96,10 +124,11 @@ def run(params: Params, iteration: str | None, progress: bool = True) -> dict:
         if name == "domain_train":
             metrics.update(train_bad_cases=bad, train_bad_rate=share)
         else:
-            metrics[f"{name.split('_')[0]}_accuracy"] = round(1 - share, 4) if scored.height else 0.0
+            metrics.update(accuracy_metrics(ACCURACY[name], scored.height - bad, scored.height))
         results.append(
             gens.select("id", response="output", finish_reason="finish_reason", n_tokens="n_tokens")
             .join(judgments.select("id", "score", "extracted"), on="id", how="left", maintain_order="left")
+            .join(examples.select("id", category="source"), on="id", how="left", maintain_order="left")
             .with_columns(set=pl.lit(name))
         )
         if name == "general_eval":

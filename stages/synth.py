@@ -1,9 +1,11 @@
 """synth — make the project's own deterministic data sets (no dataset can be downloaded offline).
 
-Reads: params ``synth`` (seed and sizes).
-Writes: ``<paths.synth>/math_train.parquet``, ``math_test.parquet`` (domain: multi-step arithmetic word
-problems with worked solutions ending in ``#### N``), ``pool.parquet`` (general pool, many skill
-categories), ``general_eval.parquet`` (held out from the pool), and ``stats.json``.
+Reads: params ``synth`` (the domain family, seed and sizes).
+Writes: ``<paths.synth>/math_train.parquet``, ``math_val.parquet``, ``math_test.parquet`` (the domain
+``synth.domain``: problems with worked solutions ending in ``#### N``; validation and test come from
+templates training never uses), ``pool.parquet`` (general pool, many skill categories),
+``general_val.parquet`` and ``general_eval.parquet`` (held out from the pool and from each other), and
+``stats.json``.
 Run: ``datakit synth`` (``dvc repro synth``).
 """
 
@@ -17,17 +19,18 @@ import polars as pl
 from datakit.config import Params
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import EXAMPLES, write_table
-from datakit.synth import make_general, make_math
+from datakit.synth import make_domain, make_general_splits
 
-FILES = ("math_train", "math_test", "pool", "general_eval")
+FILES = ("math_train", "math_val", "math_test", "pool", "general_val", "general_eval")
 
 
 def run(params: Params) -> dict[str, pl.DataFrame]:
     started = time.perf_counter()
     cfg, out = params.synth, Path(params.paths.synth)
-    train, test = make_math(cfg.math_train, cfg.math_test, cfg.seed, cfg.math_max_steps)
-    pool, general_eval = make_general(cfg.pool, cfg.general_eval, cfg.seed)
-    tables = dict(zip(FILES, (train, test, pool, general_eval), strict=True))
+    domain = make_domain(cfg.domain, cfg.math_train, cfg.math_val, cfg.math_test, cfg.seed, cfg.math_max_steps)
+    general = make_general_splits(cfg.pool, cfg.general_val, cfg.general_eval, cfg.seed)
+    frames = (domain["train"], domain["val"], domain["test"], general["pool"], general["val"], general["eval"])
+    tables = dict(zip(FILES, frames, strict=True))
     for name, df in tables.items():
         write_table(df, out / f"{name}.parquet", EXAMPLES)
     stats = {

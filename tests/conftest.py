@@ -44,7 +44,7 @@ def judge_model(tmp_path_factory) -> Path:
 def tiny_params(root: Path, model: Path, **overrides) -> dict:
     """A params dict for a tiny, fast pipeline rooted at ``root`` (relative paths, as in the real one)."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["synth"].update(math_train=12, math_test=6, pool=60, general_eval=12)
+    params["synth"].update(math_train=12, math_val=4, math_test=6, pool=60, general_val=6, general_eval=12)
     params["base_model"]["source"] = str(model)
     params["generate"].update(batch_size=4, max_new_tokens=8, shard_size=5)
     params["judge"]["generation"].update(batch_size=4, max_new_tokens=8, shard_size=5)

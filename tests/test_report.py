@@ -163,7 +163,8 @@ def test_report_tables_plots_and_summary(run: Params, tmp_path: Path):
     md = (report / "report.md").read_text()
     assert "dvc exp show" not in md  # baselines=False: no lookup, no line about one
     # domain: 2.0% -> 9.0% = +7.0 points; general: 45.0% -> 44.0% = -1.0 point.
-    base = ["M_1 (base)", "2.0", "+0.0", "45.0", "+0.0", "2.500", "10.0", "25.0", "290"]
+    # No results.parquet here: no paired test, the plain difference; no interval in these metrics.
+    base = ["M_1 (base)", "2.0", "—", "45.0", "—", "—", "—", "2.500", "10.0", "25.0", "290"]
     assert _cells(_line(md, "| M_1 (base)")) == base
     assert _cells(_line(md, "| M_2 (after iter_1)")) == [
         "M_2 (after iter_1)",
@@ -171,12 +172,14 @@ def test_report_tables_plots_and_summary(run: Params, tmp_path: Path):
         "+7.0",
         "44.0",
         "-1.0",
+        "—",
+        "—",
         "2.600",
         "12.5",
         "30.0",
         "250",
     ]
-    assert _cells(_line(md, "| M_3 (after iter_2)")) == ["M_3 (after iter_2) — not run"] + ["—"] * 8
+    assert _cells(_line(md, "| M_3 (after iter_2)")) == ["M_3 (after iter_2) — not run"] + ["—"] * 10
     # I-SHEEP: general accuracy 45.0% -> 47.0% = +2.0 points.
     assert _cells(_line(md, "| base (M_1)")) == ["base (M_1)"] + ["—"] * 5 + [
         "10.0",
@@ -220,7 +223,15 @@ def test_report_tables_plots_and_summary(run: Params, tmp_path: Path):
         "model",
         "label",
         "domain_accuracy",
+        "domain_low",
+        "domain_high",
+        "domain_n",
         "general_accuracy",
+        "general_low",
+        "general_high",
+        "general_n",
+        "domain_val_accuracy",
+        "general_val_accuracy",
         "general_nll",
         "train_bad_cases",
         "if_prompt_strict",
@@ -233,6 +244,62 @@ def test_report_tables_plots_and_summary(run: Params, tmp_path: Path):
     assert summary["train_bad_cases"].to_list() == [290, 250, None]
     assert summary["pairs"].to_list() == [None, 400, None]
     assert summary["steps"].to_list() == [None, 25, None]
+
+
+def _results(path: Path, sets: dict[str, list[int]]) -> None:
+    """evaluate's results.parquet: per set, item i scored 5 (right) or 1 (wrong)."""
+    rows = [
+        {"set": name, "id": f"{name}-{i}", "response": "", "score": score, "extracted": None,
+         "finish_reason": "stop", "n_tokens": 1, "category": None}
+        for name, scores in sets.items()
+        for i, score in enumerate(scores)
+    ]  # fmt: skip
+    pl.DataFrame(rows, schema_overrides={"extracted": pl.Utf8, "category": pl.Utf8}).write_parquet(path)
+
+
+def test_intervals_and_paired_tests(run: Params, tmp_path: Path):
+    """Accuracies with their Wilson interval; differences against the base by the exact McNemar test on the
+    items both answered, and said in words."""
+    # Domain, 20 items: the base is right on items 0-3, M_2 on items 0-11: 8 items M_2 alone gets right,
+    # none the base alone: exact McNemar p = 2 * 0.5**8 = 0.0078125 < 0.05, +8/20 = +40.0 points.
+    # General, 20 items: the base right on 0-9, M_2 on 1-10: one discordant item each way, p = 1.0.
+    _results(
+        tmp_path / "data/evaluate_base/results.parquet",
+        {"domain_test": [5] * 4 + [1] * 16, "general_eval": [5] * 10 + [1] * 10},
+    )
+    _results(tmp_path / "data/iter_1/evaluate/results.parquet",
+             {"domain_test": [5] * 12 + [1] * 8, "general_eval": [1] + [5] * 10 + [1] * 9})  # fmt: skip
+    for folder, (right, general) in {"data/evaluate_base": (4, 10), "data/iter_1/evaluate": (12, 10)}.items():
+        metrics = json.loads((tmp_path / folder / "metrics.json").read_text())
+        # Wilson 95% for 4/20: 0.0807-0.4160; 12/20: 0.3866-0.7812; 10/20: 0.2993-0.7007 (statsmodels).
+        lo, hi = {4: (0.0807, 0.416), 12: (0.3866, 0.7812)}[right]
+        metrics.update(domain_accuracy=right / 20, domain_accuracy_low=lo, domain_accuracy_high=hi,
+                       domain_accuracy_n=20, general_accuracy=general / 20, general_accuracy_n=20)  # fmt: skip
+        _write_json(tmp_path / folder / "metrics.json", metrics)
+    md = Path(write_report(run, baselines=False)).read_text()
+    assert _cells(_line(md, "| M_1 (base)"))[1:5] == ["20.0 [8.1–41.6]", "—", "50.0", "—"]
+    assert _cells(_line(md, "| M_2 (after iter_1)"))[1:5] == [
+        "60.0 [38.7–78.1]",
+        "+40.0 (p=0.00781, significant)",
+        "50.0",
+        "+0.0 (p=1, within noise)",
+    ]
+    assert "domain test accuracy (%) [95% CI] (n=20)" in md
+    assert (
+        "M_2 (after iter_1), domain: +40.0 points against the base model on 20 items, a significant gain"
+        in md
+    )
+    assert "M_2 (after iter_1), general: +0.0 points against the base model on 20 items, within noise" in md
+
+
+def test_wilson_matches_statsmodels():
+    from datakit.stats import wilson
+
+    # 4 of 20: p = 0.2, n = 20, z = 1.96 (z² = 3.8415): centre (0.2 + z²/40) / (1 + z²/20) = 0.29604 / 1.19207
+    # = 0.24834; half-width z * sqrt(0.2 * 0.8 / 20 + z² / 1600) / 1.19207 = 1.96 * 0.10199 / 1.19207 = 0.16768.
+    lo, hi = wilson(4, 20)
+    assert (round(lo, 4), round(hi, 4)) == (0.0807, 0.416)
+    assert wilson(0, 0) == (0.0, 1.0)
 
 
 def test_bad_cases_fall_back_to_select(run: Params, tmp_path: Path):
@@ -323,6 +390,11 @@ def test_baselines_from_a_real_experiment(tmp_path: Path, monkeypatch: pytest.Mo
         "objective = yaml.safe_load(open('params.yaml'))['train']['objective']\n"
         "metrics = {'domain_accuracy': {'sft': 0.05}.get(objective, 0.09), 'general_accuracy': 0.4}\n"
         "json.dump(metrics, open('data/iter_1/evaluate/metrics.json', 'w'))\n"
+        "import polars as pl\n"
+        "right = {'sft': 3}.get(objective, 9)\n"
+        "pl.DataFrame({'set': ['domain_test'] * 10, 'id': [str(i) for i in range(10)],\n"
+        "              'score': [5 if i < right else 1 for i in range(10)]}).write_parquet(\n"
+        "    'data/iter_1/evaluate/results.parquet')\n"
     )
     Path("dvc.yaml").write_text(
         yaml.safe_dump(
@@ -334,6 +406,7 @@ def test_baselines_from_a_real_experiment(tmp_path: Path, monkeypatch: pytest.Mo
                             "cmd": f"{sys.executable} evaluate.py",
                             "deps": ["evaluate.py"],
                             "params": ["train.objective"],
+                            "outs": ["${item.dir}/evaluate/results.parquet"],
                             "metrics": [{"${item.dir}/evaluate/metrics.json": {"cache": False}}],
                         },
                     }
@@ -356,11 +429,19 @@ def test_baselines_from_a_real_experiment(tmp_path: Path, monkeypatch: pytest.Mo
         == 0
     )
 
+    # APT's own iteration 1 in the workspace: right on items 0-8 of 10. The baseline's results are read from
+    # the experiment's commit (DVC cache): right on 0-2. 6 items APT alone gets right, none the other way:
+    # exact McNemar p = 2 * 0.5**6 = 0.03125, APT minus baseline = +60.0 points.
+    pl.DataFrame(
+        {"set": ["domain_test"] * 10, "id": [str(i) for i in range(10)], "score": [5] * 9 + [1]}
+    ).write_parquet("data/iter_1/evaluate/results.parquet")
     write_report(params, baselines=True)
     summary = pl.read_csv("data/report/summary.csv")
     assert summary["model"].to_list() == ["base", "iter_1", "iter_2", "continued-sft"]
     assert summary["label"][3] == "continued-sft (train.objective=sft, train.data=pairs)"
     assert summary["domain_accuracy"][3] == 0.05
     md = Path("data/report/report.md").read_text()
-    assert _cells(_line(md, "| continued-sft"))[1:3] == ["5.0", "+3.0"]
+    models, versus = [line for line in md.splitlines() if line.startswith("| continued-sft")]
+    assert _cells(models)[1:3] == ["5.0", "+3.0"]  # the base model has no per-item results here
+    assert _cells(versus)[1] == "+60.0 (p=0.0312, significant)"
     assert "could not be read" not in md

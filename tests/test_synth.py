@@ -177,3 +177,63 @@ def test_max_steps_caps_the_worked_steps() -> None:
     assert make_math(40, 10, seed=5)[0].equals(make_math(40, 10, seed=5, max_steps=5)[0])
     with pytest.raises(ValueError, match="max_steps must be 2-5"):
         make_math(10, 5, seed=5, max_steps=1)
+
+
+# --- the domain families (datakit.synth.arith) ------------------------------------------------------------
+
+
+def test_make_domain_holds_out_whole_templates_for_val_and_test():
+    from datakit.synth import make_domain
+    from datakit.synth.arith import FAMILIES
+
+    splits = make_domain("numbers", 300, 100, 200, seed=5)
+    assert {k: v.height for k, v in splits.items()} == {"train": 300, "val": 100, "test": 200}
+    templates = {k: set(v["source"].str.split("/").list.get(1)) for k, v in splits.items()}
+    heldout = set(FAMILIES["numbers"].heldout)
+    assert templates["val"] <= heldout and templates["test"] <= heldout
+    assert not templates["train"] & heldout  # training never sees a held-out template
+    assert templates["test"] == heldout  # templates are taken in turn: every held-out one is tested
+    instructions = {k: set(v["instruction"]) for k, v in splits.items()}
+    assert not instructions["train"] & instructions["test"] and not instructions["val"] & instructions["test"]
+    assert all(s == k for k, v in splits.items() for s in v["split"])
+
+
+@pytest.mark.parametrize("domain", ["add_sub", "mul_div", "list_minmax", "units", "bare", "number_line",
+                                    "list_stats", "fractions_of", "rounding", "numbers", "multistep"])  # fmt: skip
+def test_every_family_gives_checkable_problems(domain):
+    """200 train problems (the probe's size) per family, each reference ending in '#### N' whose N the math
+    judge reads back, and N is what the worked step computes."""
+    from datakit.judges import reference_answer
+    from datakit.synth import make_domain
+
+    train = make_domain(domain, 200, 0, 0, seed=1, max_steps=2)["train"]
+    assert train.height == 200 and train["id"].n_unique() == 200
+    for out in train["output"]:
+        *steps, last = out.split("\n")
+        assert last.startswith("#### ") and reference_answer(out) == last[5:]
+        assert last[5:] in steps[-1]  # the last worked step states the answer
+        for a, op, b, c in EQ.findall(out):  # and every equation in the steps is true
+            assert OPS[op](int(a), int(b)) == int(c), out
+
+
+def test_make_domain_is_deterministic_and_checks_its_arguments():
+    from datakit.synth import make_domain
+
+    a, b = make_domain("numbers", 40, 10, 20, seed=3), make_domain("numbers", 40, 10, 20, seed=3)
+    assert all(a[k].equals(b[k]) for k in a)
+    assert not make_domain("numbers", 40, 10, 20, seed=4)["train"].equals(a["train"])
+    with pytest.raises(ValueError, match="unknown domain 'algebra'"):
+        make_domain("algebra", 1, 1, 1, seed=0)
+    with pytest.raises(ValueError, match="ran out of unique problems"):
+        make_domain("bare", 0, 0, 5000, seed=0)
+
+
+def test_general_validation_split_is_disjoint_and_leaves_eval_as_it_was():
+    from datakit.synth import make_general_splits
+
+    old_pool, old_eval = make_general(500, 100, seed=2)
+    splits = make_general_splits(500, 60, 100, seed=2)
+    assert splits["eval"].equals(old_eval)  # eval is drawn first: adding a validation split keeps it
+    keys = {k: {normalise(t) for t in v["instruction"]} for k, v in splits.items()}
+    assert not keys["val"] & keys["eval"] and not keys["val"] & keys["pool"]
+    assert make_general_splits(500, 0, 100, seed=2)["pool"].equals(old_pool)

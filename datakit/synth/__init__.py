@@ -14,10 +14,13 @@ import random
 import polars as pl
 
 from datakit.schemas import EXAMPLES
+from datakit.synth import arith as _arith
 from datakit.synth import general as _general
 from datakit.synth import math as _math
 
-__all__ = ["make_general", "make_math"]
+__all__ = ["DOMAINS", "make_domain", "make_general", "make_general_splits", "make_math"]
+
+DOMAINS = tuple(_arith.FAMILIES)  # synth.domain: the candidate families (datakit.synth.arith)
 
 # Same purpose as math.MAX_UNIQUE: refuse absurd sizes up front instead of grinding.
 MAX_GENERAL = 200_000
@@ -80,6 +83,50 @@ def make_math(n_train: int, n_test: int, seed: int, max_steps: int = 5) -> tuple
     return frames["train"], frames["test"]
 
 
+def make_domain(
+    domain: str, n_train: int, n_val: int, n_test: int, seed: int, max_steps: int = 5
+) -> dict[str, pl.DataFrame]:
+    """Problems of family ``domain`` (``datakit.synth.arith.FAMILIES``) with worked solutions ending in
+    ``#### <answer>``: ``{"train", "val", "test"}`` frames, ``split`` = the key, ``source`` =
+    ``<domain>/<template>``.
+
+    Validation and test come from the family's held-out templates only (disjoint items), train from the
+    others, so no test problem shares a template or an instruction with a training one. ``max_steps``
+    caps the worked steps (``multistep`` only; the other families have one).
+
+    Raises:
+        ValueError: for an unknown domain, negative sizes, or more unique problems than the templates make.
+    """
+    if domain not in _arith.FAMILIES:
+        raise ValueError(f"make_domain: unknown domain {domain!r} (known: {', '.join(DOMAINS)})")
+    _check_sizes("make_domain", _math.MAX_UNIQUE, n_train=n_train, n_val=n_val, n_test=n_test)
+    if not 1 <= max_steps <= 5:
+        raise ValueError(f"make_domain: max_steps must be 1-5, got {max_steps}")
+    family = _arith.FAMILIES[domain]
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    frames = {}
+    for split, n in (("test", n_test), ("val", n_val), ("train", n_train)):
+        problems = _arith.generate(family, split, n, rng, seen, max_steps)
+        rng.shuffle(problems)
+        frames[split] = _frame(
+            [
+                {
+                    "id": _row_id(f"{domain}-{split}", p.text),
+                    "instruction": p.text,
+                    "input": "",
+                    "output": p.solution(),
+                    "source": f"{domain}/{p.template}",
+                    "split": split,
+                }
+                for p in problems
+            ]
+        )
+    for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
+        _disjoint(frames[a], frames[b])
+    return frames
+
+
 def _general_rows(n: int, split: str, rng: random.Random, seen: set[str]) -> list[dict[str, str]]:
     """``n`` rows new to ``seen``, categories taken in turn so the split is balanced."""
     names = list(_general.CATEGORIES)
@@ -123,13 +170,25 @@ def make_general(n_pool: int, n_eval: int, seed: int) -> tuple[pl.DataFrame, pl.
     Raises:
         ValueError: for negative sizes, or when more unique items are asked for than can be made.
     """
-    _check_sizes("make_general", MAX_GENERAL, n_pool=n_pool, n_eval=n_eval)
+    splits = make_general_splits(n_pool, 0, n_eval, seed)
+    return splits["pool"], splits["eval"]
+
+
+def make_general_splits(n_pool: int, n_val: int, n_eval: int, seed: int) -> dict[str, pl.DataFrame]:
+    """``make_general`` with a validation split too: ``{"pool", "val", "eval"}``, pairwise disjoint.
+
+    Eval is drawn first, then validation, then the pool, so adding a validation split leaves eval as it
+    was (and ``n_val=0`` gives exactly ``make_general``'s pool).
+    """
+    _check_sizes("make_general", MAX_GENERAL, n_pool=n_pool, n_val=n_val, n_eval=n_eval)
     rng = random.Random(seed)
     seen: set[str] = set()
-    eval_ = _frame(_general_rows(n_eval, "eval", rng, seen))
-    pool = _frame(_general_rows(n_pool, "pool", rng, seen))
-    _disjoint(pool, eval_)
-    return pool, eval_
+    out = {}
+    for split, n in (("eval", n_eval), ("val", n_val), ("pool", n_pool)):
+        out[split] = _frame(_general_rows(n, split, rng, seen)) if n or split != "val" else EXAMPLES.empty()
+    for a, b in (("pool", "eval"), ("pool", "val"), ("val", "eval")):
+        _disjoint(out[a], out[b])
+    return out
 
 
 def _disjoint(a: pl.DataFrame, b: pl.DataFrame) -> None:

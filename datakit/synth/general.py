@@ -435,16 +435,16 @@ def list_ops(rng: random.Random) -> tuple[str, str]:
     if kind == 1:
         q = rng.choice([f"Sort in descending order: {shown}.", f"Order {shown} from largest to smallest."])
         return q, f"The sorted list is {', '.join(map(str, sorted(nums, reverse=True)))}."
-    if kind == 2:
+    if kind in (2, 3):
+        # The largest/smallest of a list is a template family of the default domain (synth.arith
+        # list_minmax); the pool asks the neighbouring skill, the range, so retrieval has a relative.
         q = rng.choice(
-            [f"What is the largest number in this list: {shown}?", f"Find the maximum of {shown}."]
+            [
+                f"What is the difference between the largest and smallest of {shown}?",
+                f"Find the range of {shown}.",
+            ]
         )
-        return q, f"The largest number is {max(nums)}."
-    if kind == 3:
-        q = rng.choice(
-            [f"What is the smallest number in this list: {shown}?", f"Find the minimum of {shown}."]
-        )
-        return q, f"The smallest number is {min(nums)}."
+        return q, f"The range is {max(nums) - min(nums)}."
     if kind == 4:
         q = rng.choice([f"What is the sum of {shown}?", f"Add up these numbers: {shown}."])
         return q, f"The sum is {sum(nums)}."
