@@ -10,7 +10,7 @@ STAMP := $(VENV)/.datakit-installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run isheep baselines poft-study report test test-all lint bench clean
+.PHONY: setup run probe isheep baselines poft-study report test test-all lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ run: setup
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 	$(BIN)/datakit report
+
+# The base model on every candidate domain family (README, "The domain"): data/probe/probe.{md,csv}.
+probe: setup
+	$(BIN)/dvc repro base_model
+	$(BIN)/datakit probe --n 200 --out data/probe
 
 # I-SHEEP (recipes/isheep/dvc.yaml): `rounds` rounds of self-instruct, self-assess, filter and SFT from the
 # seed tasks, each model evaluated like the APT ones; the base model's instruction following comes first.

@@ -42,7 +42,7 @@ class Paths:
 @dataclass(frozen=True)
 class SynthConfig:
     seed: int = 1234  # every synthetic row derives from this seed
-    domain: str = "numbers"  # the domain family (datakit.synth.arith.FAMILIES; `datakit probe` compares them)
+    domain: str = "times"  # the domain family (datakit.synth.arith.FAMILIES; `datakit probe` compares them)
     math_train: int = 300  # domain train problems
     math_val: int = 0  # domain validation problems (held-out templates, disjoint from test)
     math_test: int = 150  # domain test problems (held-out templates, disjoint from train and val)

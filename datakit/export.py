@@ -55,7 +55,10 @@ TABLES = {
 
 # "<stage folder>/<file>" -> table name: the layout dvc.yaml and recipes/isheep/dvc.yaml write.
 LAYOUT = {
-    **{f"synth/{n}.parquet": "examples" for n in ("math_train", "math_test", "pool", "general_eval")},
+    **{
+        f"synth/{n}.parquet": "examples"
+        for n in ("math_train", "math_val", "math_test", "pool", "general_val", "general_eval")
+    },
     "generate/generations.parquet": "generations",
     "generate_similar/generations.parquet": "generations",
     "synthesize/generations.parquet": "generations",

@@ -17,6 +17,7 @@ import polars as pl
 
 from datakit.backends import make_backend
 from datakit.config import Params
+from datakit.errors import ConfigError
 from datakit.generate import answered, generate_frame, generation_cache
 from datakit.judges import judge_math
 from datakit.shards import clear_work, model_fingerprint, work_key
@@ -32,13 +33,13 @@ def probe(
     as ``synth`` draws that split (``train``, or ``test``: the held-out templates).
 
     Raises:
-        ValueError: for a family that is not in ``DOMAINS``.
+        ConfigError: for a family that is not in ``DOMAINS``, or a split other than train and test.
     """
     if split not in ("train", "test"):
-        raise ValueError(f"probe: split must be train or test, got {split!r}")
+        raise ConfigError(f"probe: split must be train or test, got {split!r}")
     unknown = [d for d in domains if d not in FAMILIES]
     if unknown:
-        raise ValueError(f"probe: unknown domains {unknown} (known: {', '.join(DOMAINS)})")
+        raise ConfigError(f"probe: unknown domains {unknown} (known: {', '.join(DOMAINS)})")
     cfg = params.generate
     backend = make_backend(cfg, model)
     table, answers = [], []

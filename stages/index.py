@@ -1,7 +1,8 @@
 """index — build the LanceDB tag index over the general pool, once for every iteration.
 
-Reads: ``data.pool``, ``<paths.tag>/pool_tags.parquet``, ``data.domain_test`` (for the contamination
-guard), params ``index`` and ``embed``.
+Reads: ``data.pool``, ``<paths.tag>/pool_tags.parquet``, ``data.domain_test`` and ``data.domain_val`` (for
+the contamination guard: settings are chosen on validation, so it is kept out of training too), params
+``index`` and ``embed``.
 Writes: ``<paths.index>/lancedb`` (table ``pool``: id, instruction, input, output, source, tags, text_hash,
 test_similarity, vector; cosine metric; an ANN index at ``index.ann_min_rows`` rows or more) and
 ``metrics.json`` (rows, rows embedded now vs read from the embedding cache, ANN or exact, untagged rows,
@@ -62,6 +63,8 @@ def run(params: Params, progress: bool = True) -> dict:
     started = time.perf_counter()
     pool = pool_with_tags(params)
     test = load_examples(params.data.domain_test, "test")
+    if params.data.domain_val is not None:
+        test = pl.concat([test, load_examples(params.data.domain_val, "val")])
     embedder = Embedder(params.embed, params.paths.cache, progress, executor=params.executor)
     pool_texts, test_texts = tag.texts(pool), tag.texts(test)
     vectors = embedder.embed(pool_texts, desc="embed pool")

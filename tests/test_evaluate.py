@@ -152,7 +152,7 @@ def test_evaluate_stage_writes_metrics_for_base_and_refuses_a_missing_model(proj
     assert (metrics["domain_accuracy_low"], metrics["domain_accuracy_high"]) == (0.0, 0.3903)
     # The category column: the domain's templates and the general pool's categories, for per-category rates.
     assert results.filter(pl.col("set") == "general_eval")["category"].str.starts_with("general/").all()
-    assert results.filter(pl.col("set") == "domain_test")["category"].str.starts_with("numbers/").all()
+    assert results.filter(pl.col("set") == "domain_test")["category"].str.starts_with("times/").all()
     # The domain-train answers went to the generation cache: iteration 1's generate reads them all back.
     result = runner.invoke(app, ["generate", "--iteration", "iter_1", "--no-progress"])
     summary = json.loads((project / "data/iter_1/generate/summary.json").read_text())

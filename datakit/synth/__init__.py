@@ -103,12 +103,19 @@ def make_domain(
     if not 1 <= max_steps <= 5:
         raise ValueError(f"make_domain: max_steps must be 1-5, got {max_steps}")
     family = _arith.FAMILIES[domain]
-    rng = random.Random(seed)
     seen: set[str] = set()
+    # Two streams: the training problems do not depend on the evaluation sizes (nor the reverse), so a
+    # bigger test split or `datakit probe` draws the very problems synth trains on.
+    held_rng, train_rng = random.Random(f"{seed}/heldout"), random.Random(f"{seed}/train")
+    # Validation and test are one draw from the held-out templates, split at random, so they have the same
+    # template mix (a small held-out template running out early would otherwise leave it to test alone).
+    held = _arith.generate(family, "test", n_test + n_val, held_rng, seen, max_steps)
+    held_rng.shuffle(held)
+    drawn = {"test": held[:n_test], "val": held[n_test:]}
+    drawn["train"] = _arith.generate(family, "train", n_train, train_rng, seen, max_steps)
+    train_rng.shuffle(drawn["train"])
     frames = {}
-    for split, n in (("test", n_test), ("val", n_val), ("train", n_train)):
-        problems = _arith.generate(family, split, n, rng, seen, max_steps)
-        rng.shuffle(problems)
+    for split, problems in drawn.items():
         frames[split] = _frame(
             [
                 {
