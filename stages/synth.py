@@ -27,9 +27,18 @@ FILES = ("math_train", "math_val", "math_test", "pool", "general_val", "general_
 def run(params: Params) -> dict[str, pl.DataFrame]:
     started = time.perf_counter()
     cfg, out = params.synth, Path(params.paths.synth)
-    domain = make_domain(cfg.domain, cfg.math_train, cfg.math_val, cfg.math_test, cfg.seed, cfg.math_max_steps)
+    domain = make_domain(
+        cfg.domain, cfg.math_train, cfg.math_val, cfg.math_test, cfg.seed, cfg.math_max_steps
+    )
     general = make_general_splits(cfg.pool, cfg.general_val, cfg.general_eval, cfg.seed)
-    frames = (domain["train"], domain["val"], domain["test"], general["pool"], general["val"], general["eval"])
+    frames = (
+        domain["train"],
+        domain["val"],
+        domain["test"],
+        general["pool"],
+        general["val"],
+        general["eval"],
+    )
     tables = dict(zip(FILES, frames, strict=True))
     for name, df in tables.items():
         write_table(df, out / f"{name}.parquet", EXAMPLES)
