@@ -45,7 +45,8 @@ def test_smollm2_iteration_finds_bad_cases(project):
     p = load_params("params.yaml")
     synth.run(p)
     gens = generate.run(p, "iter_1", progress=False)
-    assert gens.height == 6 and gens["output"].str.len_chars().min() > 20
+    # Real answers: every one states a number (a bare "10 × 6 = 60." is a whole answer on this domain).
+    assert gens.height == 6 and gens["output"].str.contains(r"\d").all()
     assert set(gens["finish_reason"]) <= {"stop", "length"} and gens["n_tokens"].max() <= 160
     judgments = judge.run(p, "iter_1", progress=False)
     assert set(judgments["score"]) <= {1, 5}
