@@ -751,17 +751,22 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w$]+", " ", text.lower()).split())
 
 
-def draw(rng: random.Random, template: str) -> Problem:
-    """One valid problem from ``template`` (redrawn until its numbers obey the rules)."""
-    fn = TEMPLATES[template]
+def draw_from(fn: Callable, template: str, rng: random.Random, min_steps: int = 2) -> Problem:
+    """One valid problem from template function ``fn`` (redrawn until its numbers obey the rules and it has
+    ``min_steps``-5 worked steps)."""
     for _ in range(1000):
         try:
             text, steps, answer = fn(rng)
         except _Reject:
             continue
-        if 2 <= len(steps) <= 5 and all(int(n) < MAX_NUMBER for n in _NUM.findall(text)):
+        if min_steps <= len(steps) <= 5 and all(int(n) < MAX_NUMBER for n in _NUM.findall(text)):
             return Problem(template, text, tuple(steps), answer)
     raise RuntimeError(f"template {template!r} keeps rejecting its own draws")  # a generator bug
+
+
+def draw(rng: random.Random, template: str) -> Problem:
+    """One valid problem from ``template`` (redrawn until its numbers obey the rules)."""
+    return draw_from(TEMPLATES[template], template, rng)
 
 
 def generate(n: int, rng: random.Random, seen: set[str], max_steps: int = 5) -> list[Problem]:
