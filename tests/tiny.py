@@ -28,7 +28,7 @@ CORPUS = [
 ] * 4
 
 
-def build_tiny_model(path: str | Path, seed: int = 0, vocab_size: int = 384) -> Path:
+def build_tiny_model(path: str | Path, seed: int = 0, vocab_size: int = 384, head_dim: int = 8) -> Path:
     """Write a tiny random LlamaForCausalLM and its tokenizer to ``path``; return ``path``."""
     path = Path(path)
     tok = Tokenizer(models.BPE())
@@ -60,6 +60,7 @@ def build_tiny_model(path: str | Path, seed: int = 0, vocab_size: int = 384) -> 
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
+        head_dim=head_dim,  # vLLM's CPU attention needs 32 or more
         max_position_embeddings=1024,
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,

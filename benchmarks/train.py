@@ -1,0 +1,105 @@
+"""Train-stage cost per step for the speed options TRL and PEFT already have, on the same pairs, same run.
+
+Each variant builds the train stage's own trainer (``datakit.train.build_trainer``: the params.yaml ``train``
+section, the objective's TRL config, LoRA) with a few keys changed, and trains on the same ``--n`` pairs in
+the same order (same seed). ``trainer.train()`` is timed whole, so a variant that front-loads work
+(``precompute_ref_log_probs``: one reference pass before the first step) pays for it here.
+
+    python benchmarks/train.py [--pairs data/iter_1/pairs/preference_pairs.parquet] [--n 64]
+        [--variants default,bf16,precompute,bf16+precompute,batch16]
+
+Prints per variant: seconds per pair, seconds per optimizer step, the speed ratio against the first variant
+(params.yaml as it is), and the mean loss of the first and last quarter of the steps: a faster variant must
+reach the same loss. Without ``--pairs`` on disk the pairs are built from domain train (chosen = the
+reference, rejected = another problem's reference), which has the lengths but not the content of real pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import polars as pl  # noqa: E402
+
+from datakit.backends import pick_device  # noqa: E402
+from datakit.config import load_params  # noqa: E402
+from datakit.loaders import load_examples  # noqa: E402
+from datakit.train import build_trainer, examples_as_sft, step_log  # noqa: E402
+
+# Each variant: keys merged over train.args and train.dpo (the DPO objectives' own section).
+VARIANTS = {
+    "default": ({}, {}),
+    "bf16": ({"bf16": True}, {}),
+    "precompute": ({}, {"precompute_ref_log_probs": True}),
+    "bf16+precompute": ({"bf16": True}, {"precompute_ref_log_probs": True}),
+    "batch16": ({"per_device_train_batch_size": 16}, {}),
+    "bf16+batch16": ({"bf16": True, "per_device_train_batch_size": 16}, {}),
+}
+
+
+def pairs_from_train(params, n: int) -> pl.DataFrame:
+    sft = examples_as_sft(load_examples(params.data.domain_train, "train").head(n + 1))
+    return pl.DataFrame(
+        {
+            "prompt": sft["prompt"].head(n),
+            "chosen": sft["completion"].head(n),
+            "rejected": sft["completion"].shift(-1).head(n),
+        }
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pairs", default="data/iter_1/pairs/preference_pairs.parquet")
+    ap.add_argument("--n", type=int, default=64, help="pairs trained on (the first n)")
+    ap.add_argument("--variants", default="default,bf16,precompute,bf16+precompute,batch16")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args()
+    params = load_params(args.params)
+    if Path(args.pairs).exists():
+        rows = pl.read_parquet(args.pairs).head(args.n)
+    else:
+        print(f"{args.pairs}: not found; pairs built from domain train")
+        rows = pairs_from_train(params, args.n)
+    model, device = params.paths.base_model, pick_device(params.train.device)
+    results = []
+    for name in args.variants.split(","):
+        extra_args, extra_dpo = VARIANTS[name]
+        cfg = dataclasses.replace(
+            params.train,
+            args={**params.train.args, "num_train_epochs": 1, **extra_args},
+            dpo={**params.train.dpo, **extra_dpo},
+        )
+        with tempfile.TemporaryDirectory() as out:
+            trainer = build_trainer(cfg, model, rows, out, device)
+            t = time.perf_counter()
+            trainer.train()
+            seconds = time.perf_counter() - t
+        log = step_log(trainer.state.log_history)
+        q = max(1, log.height // 4)
+        results.append(
+            {
+                "variant": name,
+                "steps": log.height,
+                "s_per_pair": round(seconds / rows.height, 2),
+                "s_per_step": round(seconds / max(log.height, 1), 2),
+                "loss_first_q": round(float(log["loss"].head(q).mean()), 4),
+                "loss_last_q": round(float(log["loss"].tail(q).mean()), 4),
+            }
+        )
+        print(results[-1], flush=True)
+        del trainer
+    table = pl.DataFrame(results)
+    table = table.with_columns(speed_vs_first=(table["s_per_pair"][0] / pl.col("s_per_pair")).round(2))
+    with pl.Config(tbl_cols=-1, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+        print(table)
+
+
+if __name__ == "__main__":
+    main()
