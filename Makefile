@@ -86,7 +86,9 @@ lint: setup
 	$(BIN)/ruff format --check . && $(BIN)/ruff check .
 
 bench: setup
-	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/generate.py --engines vllm:float32,vllm:bfloat16,transformers:bfloat16
+	$(BIN)/python benchmarks/engines.py
+	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/score.py
 	$(BIN)/python benchmarks/retrieval.py
 	$(BIN)/python benchmarks/executor.py

