@@ -15,7 +15,7 @@ STAMP := $(VENV)/.datakit-installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup lock run probe isheep baselines poft-study report test test-all lint bench clean
+.PHONY: setup lock run probe isheep baselines sweep ablations poft-study report test test-all lint bench clean
 
 $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,19 @@ baselines: setup
 	$(BIN)/dvc exp run --temp -n continued-sft -S train.objective=sft evaluate@iter_1
 	$(BIN)/dvc exp run --temp -n domain-sft -S train.data=domain evaluate@iter_1
 	$(BIN)/dvc exp run --temp -n mixed -S train.data=mixed evaluate@iter_1
+	$(BIN)/datakit report
+
+# Tuning at matched budget (README, "Tuning and ablations"): learning rate x epochs (x beta for the DPO
+# objectives) on iteration 1 for APT and each baseline, as DVC experiments; `datakit report` marks the setting
+# chosen on domain validation. A smaller grid: make sweep SWEEP="--runs apt --lr 0.0003,0.001 --epochs 1".
+SWEEP ?=
+sweep: setup
+	$(BIN)/datakit sweep $(SWEEP)
+	$(BIN)/datakit report
+
+# The APT paper's ablations on iteration 1: retrieval strategy, objective, bad-case threshold.
+ablations: setup
+	$(BIN)/datakit ablations
 	$(BIN)/datakit report
 
 # PoFT's noise study (seeds/003 section 4.3) on the domain train set: CE SFT vs PoFT, clean and with 30% of

@@ -6,10 +6,10 @@ the same order (same seed). ``trainer.train()`` is timed whole, so a variant tha
 (``precompute_ref_log_probs``: one reference pass before the first step) pays for it here.
 
     python benchmarks/train.py [--pairs data/iter_1/pairs/preference_pairs.parquet] [--n 64]
-        [--variants default,bf16,precompute,bf16+precompute,batch16]
+        [--variants fp32,bf16,precompute,bf16+precompute,batch16]
 
 Prints per variant: seconds per pair, seconds per optimizer step, the speed ratio against the first variant
-(params.yaml as it is), and the mean loss of the first and last quarter of the steps: a faster variant must
+(fp32 without precomputed reference log-probs: TRL's plain setting), and the mean loss of the first and last quarter of the steps: a faster variant must
 reach the same loss. Without ``--pairs`` on disk the pairs are built from domain train (chosen = the
 reference, rejected = another problem's reference), which has the lengths but not the content of real pairs.
 """
@@ -32,14 +32,17 @@ from datakit.config import load_params  # noqa: E402
 from datakit.loaders import load_examples  # noqa: E402
 from datakit.train import build_trainer, examples_as_sft, step_log  # noqa: E402
 
-# Each variant: keys merged over train.args and train.dpo (the DPO objectives' own section).
+# Each variant: keys merged over train.args and train.dpo (the DPO objectives' own section). Each names both
+# speed keys, so a variant means the same whatever params.yaml's defaults are; fp32 is TRL's plain setting.
+FP32, PLAIN = {"bf16": False}, {"precompute_ref_log_probs": False}
+BF16, PRE = {"bf16": True}, {"precompute_ref_log_probs": True}
 VARIANTS = {
-    "default": ({}, {}),
-    "bf16": ({"bf16": True}, {}),
-    "precompute": ({}, {"precompute_ref_log_probs": True}),
-    "bf16+precompute": ({"bf16": True}, {"precompute_ref_log_probs": True}),
-    "batch16": ({"per_device_train_batch_size": 16}, {}),
-    "bf16+batch16": ({"bf16": True, "per_device_train_batch_size": 16}, {}),
+    "fp32": (FP32, PLAIN),
+    "bf16": (BF16, PLAIN),
+    "precompute": (FP32, PRE),
+    "bf16+precompute": (BF16, PRE),
+    "batch16": ({**FP32, "per_device_train_batch_size": 16}, PLAIN),
+    "bf16+batch16": ({**BF16, "per_device_train_batch_size": 16}, PLAIN),
 }
 
 
@@ -58,7 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pairs", default="data/iter_1/pairs/preference_pairs.parquet")
     ap.add_argument("--n", type=int, default=64, help="pairs trained on (the first n)")
-    ap.add_argument("--variants", default="default,bf16,precompute,bf16+precompute,batch16")
+    ap.add_argument("--variants", default="fp32,bf16,precompute,bf16+precompute,batch16")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
     params = load_params(args.params)

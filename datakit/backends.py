@@ -222,8 +222,12 @@ class VLLMBackend:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         kv_gib = v.kv_cache_gib or (2.0 if cpu else 0.0)
         dtype = v.dtype if v.dtype != "auto" else compute_dtype("cpu" if cpu else "cuda", cfg.dtype)
+        # A local folder by its absolute path: vLLM caches tokenizers by the name it is given, so a relative
+        # path (data/base_model) would bring back another folder's tokenizer in a process that has since
+        # changed directory (the tests' projects).
+        local = Path(model).is_dir()
         settings = dict(
-            model=model,
+            model=str(Path(model).resolve()) if local else model,
             dtype=dtype,
             gpu_memory_utilization=v.gpu_memory_utilization,
             kv_cache_memory_bytes=int(kv_gib * 2**30) if kv_gib else None,
@@ -233,7 +237,7 @@ class VLLMBackend:
             seed=cfg.seed,
         )
         in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
-        key = (repr(sorted(settings.items())), repr([str(Path(model).resolve()), *model_fingerprint(model)]))
+        key = (repr(sorted(settings.items())), repr(model_fingerprint(model)))
         if in_process and key in _IN_PROCESS:
             self.llm = _IN_PROCESS[key]
             return

@@ -392,6 +392,54 @@ def probe(
     _guard(go)
 
 
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{what}: comma-separated numbers, got {text!r}") from None
+
+
+@app.command("sweep")
+def sweep(
+    runs: Annotated[
+        str, typer.Option("--runs", help="Comma-separated: apt, continued-sft, domain-sft, mixed.")
+    ] = "apt,continued-sft,domain-sft,mixed",
+    lr: Annotated[str, typer.Option("--lr", help="Learning rates, comma-separated.")] = "0.0001,0.0003,0.001",
+    epochs: Annotated[str, typer.Option("--epochs", help="Epoch counts, comma-separated.")] = "1,2",
+    beta: Annotated[
+        str, typer.Option("--beta", help="DPO betas, comma-separated (runs with a DPO objective only).")
+    ] = "0.1",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the experiments; run nothing.")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Tune iteration 1 for APT and each baseline on one grid, as DVC experiments (`datakit report` picks on
+    validation). Experiments already in `dvc exp list` are skipped, so a stopped sweep resumes."""
+    from datakit.sweep import run_all, sweep_grid
+
+    def go() -> None:
+        grid = sweep_grid(
+            _params(params),
+            [r.strip() for r in runs.split(",") if r.strip()],
+            _floats(lr, "--lr"),
+            [int(e) for e in _floats(epochs, "--epochs")],
+            _floats(beta, "--beta"),
+        )
+        run_all(grid, dry_run=dry_run, echo=typer.echo)
+
+    _guard(go)
+
+
+@app.command("ablations")
+def ablations(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the experiments; run nothing.")] = False,
+) -> None:
+    """The APT paper's ablations on iteration 1 as DVC experiments: retrieval strategy, objective, bad-case
+    threshold (skipping those already in `dvc exp list`)."""
+    from datakit.sweep import ablation_grid, run_all
+
+    _guard(lambda: run_all(ablation_grid(), dry_run=dry_run, echo=typer.echo))
+
+
 @app.command("check")
 def check(params: ParamsOpt = Path("params.yaml")) -> None:
     """Validate params.yaml (unknown keys, wrong types) without running anything."""

@@ -266,8 +266,8 @@ class IndexConfig:
 
 @dataclass(frozen=True)
 class RetrieveConfig:
-    strategy: Literal["tag", "mean", "cluster", "mmr"] = (
-        "tag"  # the paper's tag-based (default) and its comparisons
+    strategy: Literal["tag", "mean", "cluster", "mmr", "none"] = (
+        "tag"  # the paper's tag-based (default) and its comparisons; none = no similar cases
     )
     scale: int = 1  # keep scale * |B| rows (the paper: 1; 2 and 3 were worse)
     guard_threshold: float = 0.95  # drop pool rows this close (cosine) to a domain test item, or equal to one

@@ -13,6 +13,7 @@ Run: ``datakit report`` (``--no-baselines`` skips ``dvc exp show``).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
@@ -80,6 +81,8 @@ class ModelRow:
     general_n: int | None = None
     # Per evaluated set (domain_test, general_eval, ...), each item's id -> right or wrong: the paired tests.
     correct: dict[str, dict[str, bool]] | None = field(default=None, compare=False, repr=False)
+    # An experiment's parameters that differ from its commit's (key, value), in params.yaml's order.
+    settings: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,7 @@ def baseline_rows(
         return exp.get(f"{file}:{name}", exp.get(name))
 
     evaluate, pairs, train = column("evaluate"), column("pairs"), column("train")
+    keys = param_keys(params)
     own = [(evaluate, n) for n in ("domain_accuracy", "general_accuracy", "general_nll", "train_bad_cases")]
     own += [(train, n) for n in ("train_loss", "train_seconds")]
     rows, parent = [], None
@@ -300,10 +304,22 @@ def baseline_rows(
         name = exp.get("Experiment") or exp.get("rev") or "?"
         objective = cell(exp, DVC_PARAMS_FILE, "train.objective") or "?"
         data = cell(exp, DVC_PARAMS_FILE, "train.data") or "?"
+        changed = tuple(
+            (key, str(value))
+            for key in keys
+            if key not in ("train.objective", "train.data")
+            and (value := cell(exp, DVC_PARAMS_FILE, key)) is not None
+            and parent is not None
+            and value != cell(parent, DVC_PARAMS_FILE, key)
+        )
+        shown = ", ".join(
+            f"{k}={v}" for k, v in (("train.objective", objective), ("train.data", data), *changed)
+        )
         rows.append(
             ModelRow(
                 model=name,
-                label=f"{name} (train.objective={objective}, train.data={data})",
+                label=f"{name} ({shown})",
+                settings=changed,
                 index=None,
                 evaluated=True,
                 domain_accuracy=accuracy,
@@ -319,6 +335,25 @@ def baseline_rows(
             )
         )
     return rows
+
+
+def param_keys(params: Params) -> list[str]:
+    """Every parameter of params.yaml as ``dvc exp show`` names it (``train.args.learning_rate``), in order;
+    the iteration and round lists are left out (they are the pipeline, not a setting)."""
+
+    def flat(prefix: str, value: Any) -> list[str]:
+        if dataclasses.is_dataclass(value):
+            value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        if isinstance(value, dict) and value:
+            return [k for key, v in value.items() for k in flat(f"{prefix}{key}.", v)]
+        return [prefix[:-1]]
+
+    return [
+        key
+        for f in dataclasses.fields(params)
+        if f.name not in ("iterations", "rounds")
+        for key in flat(f"{f.name}.", getattr(params, f.name))
+    ]
 
 
 def read_baselines(params: Params, commits: int = 1) -> tuple[list[ModelRow], str | None]:
@@ -478,6 +513,52 @@ def apt_vs_baselines(models: list[ModelRow]) -> Block | None:
     return Block("table", headers=headers, rows=rows)
 
 
+def sweep_choice(models: list[ModelRow]) -> dict[str, list[ModelRow]]:
+    """The sweep experiments (``sweep-<run>-...``, ``datakit sweep``) by run, the one chosen first: the best
+    domain validation accuracy, then general validation accuracy, then the name (test is never looked at)."""
+    runs: dict[str, list[ModelRow]] = {}
+    for m in models:
+        found = re.fullmatch(r"sweep-(.+?)-lr.*", m.model) if m.index is None else None
+        if found:
+            runs.setdefault(found.group(1), []).append(m)
+    for rows in runs.values():
+        rows.sort(key=lambda m: (-(m.domain_val_accuracy or 0.0), -(m.general_val_accuracy or 0.0), m.model))
+    return runs
+
+
+def sweep_table(models: list[ModelRow]) -> Block | None:
+    """Each sweep run's settings with validation and test accuracy, the chosen setting marked; None without
+    sweep experiments."""
+    runs = sweep_choice(models)
+    if not runs:
+        return None
+    rows = [
+        (
+            run,
+            "chosen" if i == 0 else "",
+            ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in m.settings) or m.model,
+            _pct(m.domain_val_accuracy),
+            _pct(m.general_val_accuracy),
+            _ci(m.domain_accuracy, m.domain_low, m.domain_high),
+            _ci(m.general_accuracy, m.general_low, m.general_high),
+            _fmt(m.steps),
+        )
+        for run, tried in runs.items()
+        for i, m in enumerate(tried)
+    ]
+    headers = (
+        "run",
+        "choice (on domain validation)",
+        "setting",
+        "domain val accuracy (%)",
+        "general val accuracy (%)",
+        f"domain test accuracy (%) [95% CI] ({_items(models, 'domain_n')})",
+        f"general accuracy (%) [95% CI] ({_items(models, 'general_n')})",
+        "training steps",
+    )
+    return Block("table", headers=headers, rows=rows)
+
+
 def in_words(models: list[ModelRow]) -> str:
     """One sentence per model against the base: the difference, and whether the paired test can tell it from
     noise."""
@@ -627,6 +708,18 @@ def report_blocks(
     versus = apt_vs_baselines(models)
     if versus is not None:
         blocks += [Block("h2", "APT against the baselines (paired, same items)"), versus]
+    tuned = sweep_table(models)
+    if tuned is not None:
+        blocks += [
+            Block("h2", "Tuning (`datakit sweep`: iteration 1, chosen on validation)"),
+            Block(
+                "p",
+                "Every run trained on the same grid (matched budget). Per run the setting with the best domain "
+                "validation accuracy (then general validation) is chosen; the test columns are shown, never "
+                "used to choose.",
+            ),
+            tuned,
+        ]
     if baselines and baseline_error is not None:
         blocks.append(Block("p", f"Baselines could not be read from `dvc exp show`: {baseline_error}"))
     elif baselines and not any(m.index is None for m in models):

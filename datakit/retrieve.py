@@ -11,6 +11,7 @@ Strategies (``retrieve.strategy``), all searching the LanceDB pool table with th
 - ``mmr``: ``tag`` with maximal-marginal-relevance re-ranking inside each tag: from the
   ``mmr_candidates * k`` nearest, pick greedily by ``lambda * cos(q_t, x) - (1 - lambda) * max cos(x, picked)``,
   trading relevance for diversity (the paper's open question).
+- ``none``: no similar cases: the pairs come from the bad cases alone (the paper's ablation without retrieval).
 
 Every search excludes pool rows whose ``test_similarity`` reaches ``guard_threshold`` (the contamination
 guard). With ``max_ratio`` > 0 only the ``ceil(max_ratio * |B|)`` most similar rows of the union are kept (a
@@ -141,6 +142,8 @@ def queries(
 ) -> list[tuple[str, str | None, np.ndarray, np.ndarray]]:
     """The strategy's queries: (name, tag, query vector, member bad-case positions)."""
     n = len(tags)
+    if cfg.strategy == "none":
+        return []
     if cfg.strategy in ("tag", "mmr"):
         out = []
         for t in sorted({t for ts in tags if ts for t in ts}):

@@ -36,6 +36,7 @@ from typing import Any
 
 import polars as pl
 
+from datakit.backends import compute_dtype
 from datakit.config import TrainConfig
 from datakit.errors import ConfigError, DatakitError
 
@@ -188,7 +189,7 @@ def load_policy(model: str, device: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    dtype = getattr(torch, compute_dtype(device, "auto"))
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
         lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)

@@ -93,6 +93,15 @@ def test_dvc_repro_runs_every_stage_then_nothing(project):
         "data/iter_2/train/model"
     )
 
+    # The ablation without retrieval (retrieve.strategy: none): no similar cases, pairs from bad cases alone.
+    params["retrieve"]["strategy"] = "none"
+    write_params(project, params)
+    fifth = sh(str(BIN / "dvc"), "repro", "pairs@iter_1", cwd=project)
+    assert {"retrieve@iter_1", "generate_similar@iter_1", "pairs@iter_1"} <= ran(fifth)
+    assert read_table(project / "data/iter_1/retrieve/similar_cases.parquet", SIMILAR_CASES).height == 0
+    alone = pl.read_parquet(project / "data/iter_1/pairs/preference_pairs.parquet")
+    assert set(alone["origin"]) == {"bad_case"} and alone.height == (pairs["origin"] == "bad_case").sum()
+
 
 PER_ITERATION = (
     "generate",
