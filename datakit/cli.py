@@ -392,6 +392,32 @@ def probe(
     _guard(go)
 
 
+@app.command("compare")
+def compare(
+    a: Annotated[
+        str,
+        typer.Argument(
+            help="An evaluate folder (data/evaluate_base), or FOLDER@REV (a commit or experiment)."
+        ),
+    ],
+    b: Annotated[str, typer.Argument(help="The other one, same form (data/iter_1/evaluate@continued-sft).")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Two evaluations on the same items, per set (validation and test): accuracies with 95% intervals,
+    b minus a, and the exact McNemar test."""
+    from datakit.report import compare_table, evaluation_at
+
+    def go() -> None:
+        threshold = _params(params).select.threshold
+        table = compare_table(evaluation_at(a, threshold), evaluation_at(b, threshold))
+        import polars as pl
+
+        with pl.Config(tbl_cols=-1, tbl_width_chars=250, tbl_hide_dataframe_shape=True, tbl_rows=-1):
+            typer.echo(f"a = {a}\nb = {b}\n{table}")
+
+    _guard(go)
+
+
 def _floats(text: str, what: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",") if v.strip()]

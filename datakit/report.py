@@ -29,7 +29,7 @@ from datakit.config import Params
 from datakit.errors import DataError
 from datakit.plots import pyplot, save_png
 from datakit.schemas import write_text_atomic
-from datakit.stats import mcnemar_exact
+from datakit.stats import mcnemar_exact, wilson
 
 MISSING = "—"
 DVC_PARAMS_FILE = "params.yaml"  # where `dvc exp run -S` sets a parameter (DVC's default params file)
@@ -192,6 +192,56 @@ def read_correct(data: bytes | Path, threshold: str, where: str | Path) -> dict[
     for name, ids, right in frame.group_by("set").agg("id", "right").iter_rows():
         out[name] = dict(zip(ids, right, strict=True))
     return out
+
+
+def evaluation_at(spec: str, threshold: str) -> dict[str, dict[str, bool]]:
+    """``FOLDER`` (an evaluate folder, or its results.parquet) or ``FOLDER@REV`` (that file at a git revision
+    or DVC experiment, read from the DVC cache) as :func:`read_correct`'s {set: {id: right}}."""
+    folder, _, rev = spec.partition("@")
+    path = Path(folder)
+    if path.suffix != ".parquet":
+        path = path / "results.parquet"
+    if not rev:
+        if not path.exists():
+            raise DataError(path, "no evaluation results here (run the evaluate stage first)")
+        return read_correct(path, threshold, path)
+    import dvc.api
+    from dvc.exceptions import DvcException
+    from scmrepo.exceptions import SCMError
+
+    try:
+        data = dvc.api.read(path.as_posix(), rev=rev, mode="rb")
+    except (DvcException, SCMError, FileNotFoundError) as exc:
+        raise DataError(f"{path}@{rev}", f"cannot read it from git/DVC: {exc}") from exc
+    return read_correct(data, threshold, f"{path}@{rev}")
+
+
+def compare_table(a: dict[str, dict[str, bool]], b: dict[str, dict[str, bool]]) -> pl.DataFrame:
+    """Per evaluated set both have: accuracy of a and of b on the shared items with 95% intervals, b minus a,
+    and the exact McNemar test."""
+    rows = []
+    for name in sorted(set(a) & set(b)):
+        test = mcnemar_exact(a[name], b[name])
+        ids = set(a[name]) & set(b[name])
+        acc = {}
+        for side, results in (("a", a[name]), ("b", b[name])):
+            k = sum(results[i] for i in ids)
+            lo, hi = wilson(k, len(ids))
+            acc[side] = f"{k / max(len(ids), 1) * 100:.1f} [{lo * 100:.1f}–{hi * 100:.1f}]"
+        rows.append(
+            {
+                "set": name,
+                "items": test["n"],
+                "a (%) [95% CI]": acc["a"],
+                "b (%) [95% CI]": acc["b"],
+                "b - a (points)": round(test["diff"] * 100, 1),
+                "only a right": test["a_only"],
+                "only b right": test["b_only"],
+                "p (exact McNemar)": round(test["p"], 4),
+                "verdict": "significant" if test["significant"] else "within noise",
+            }
+        )
+    return pl.DataFrame(rows)
 
 
 def _local_correct(folder: Path, threshold: str) -> dict[str, dict[str, bool]] | None:

@@ -131,10 +131,13 @@ STAGES = (
 )
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", sorted(c.name for c in app.registered_commands))
 def test_every_command_has_help(command):
     result = CliRunner().invoke(app, [command, "--help"])
-    assert result.exit_code == 0 and "--params" in result.output
+    assert result.exit_code == 0 and "Usage:" in result.output
+    assert app.registered_commands[[c.name for c in app.registered_commands].index(command)].callback.__doc__
+    if command in COMMANDS:  # the stages and what edits or checks params.yaml read it from --params
+        assert "--params" in result.output
 
 
 @pytest.mark.parametrize("pipeline", ["dvc.yaml", "recipes/isheep/dvc.yaml"])

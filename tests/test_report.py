@@ -445,3 +445,28 @@ def test_baselines_from_a_real_experiment(tmp_path: Path, monkeypatch: pytest.Mo
     assert _cells(models)[1:3] == ["5.0", "+3.0"]  # the base model has no per-item results here
     assert _cells(versus)[1] == "+60.0 (p=0.0312, significant)"
     assert "could not be read" not in md
+
+
+def test_compare_two_evaluations_per_set(tmp_path: Path):
+    """`datakit compare`: per set, both accuracies on the shared items, b minus a and the exact McNemar test."""
+    from datakit.errors import DataError
+    from datakit.report import compare_table, evaluation_at
+
+    def results(folder: str, right_test: int, right_val: int) -> None:
+        rows = [("domain_test", str(i), 5 if i < right_test else 1) for i in range(10)]
+        rows += [("domain_val", str(i), 5 if i < right_val else 1) for i in range(4)]
+        (tmp_path / folder).mkdir()
+        pl.DataFrame(rows, schema=["set", "id", "score"], orient="row").write_parquet(
+            tmp_path / folder / "results.parquet"
+        )
+
+    results("a", 9, 2)
+    results("b", 3, 2)
+    table = compare_table(evaluation_at(str(tmp_path / "a"), "<4"), evaluation_at(str(tmp_path / "b"), "<4"))
+    test, val = table.rows(named=True)
+    assert (test["set"], test["items"], test["only a right"], test["only b right"]) == ("domain_test", 10, 6, 0)
+    assert test["b - a (points)"] == -60.0 and test["p (exact McNemar)"] == 0.0312
+    assert test["verdict"] == "significant" and test["a (%) [95% CI]"].startswith("90.0 [")
+    assert (val["b - a (points)"], val["p (exact McNemar)"], val["verdict"]) == (0.0, 1.0, "within noise")
+    with pytest.raises(DataError, match="nowhere.*no evaluation results here"):
+        evaluation_at(str(tmp_path / "nowhere"), "<4")
