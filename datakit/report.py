@@ -237,7 +237,7 @@ def compare_table(a: dict[str, dict[str, bool]], b: dict[str, dict[str, bool]]) 
                 "b - a (points)": round(test["diff"] * 100, 1),
                 "only a right": test["a_only"],
                 "only b right": test["b_only"],
-                "p (exact McNemar)": round(test["p"], 4),
+                "p (exact McNemar)": f"{test['p']:.3g}",
                 "verdict": "significant" if test["significant"] else "within noise",
             }
         )
