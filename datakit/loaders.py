@@ -50,7 +50,8 @@ def resolve_format(src: DatasetSource) -> str:
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8") as fh:
+    # utf-8-sig: a byte-order mark (Windows tools write one) is read past, as every other tool does.
+    with path.open(encoding="utf-8-sig") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -64,7 +65,7 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
 
 def _json_records(path: Path) -> Iterator[tuple[int, Any]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise DataError(path, f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
     if isinstance(data, dict):

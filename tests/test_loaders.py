@@ -131,3 +131,80 @@ def test_unreadable_files_are_one_clear_error(tmp_path, name, content, reason):
     with pytest.raises(DataError, match=reason) as err:
         load_examples(DatasetSource(path=str(path)), "train")
     assert str(path) in str(err.value)
+
+
+# Files as other tools write them (each must load as the same three rows).
+TOOL_ROWS = [
+    {"id": "a", "instruction": "Say hi,\nthen stop.", "input": "", "output": 'He said "hi".'},
+    {"id": "b", "instruction": "Two words", "input": "x, y", "output": "é ✓"},
+    {"id": "c", "instruction": "Last", "input": "", "output": "done"},
+]
+
+
+def _jsonl(rows, newline="\n", trailing=True) -> str:
+    text = newline.join(json.dumps(r, ensure_ascii=False) for r in rows)
+    return text + (newline if trailing else "")
+
+
+def _csv(rows, newline="\n") -> str:
+    import csv
+    import io
+
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator=newline)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _write_tool_file(path, tool: str) -> str:
+    """Writes TOOL_ROWS as ``tool`` would; returns the file name written under ``path``."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text_files = {
+        "jsonl-bom.jsonl": ("\ufeff" + _jsonl(TOOL_ROWS)).encode(),
+        "jsonl-crlf.jsonl": _jsonl(TOOL_ROWS, "\r\n").encode(),
+        "jsonl-no-final-newline.jsonl": _jsonl(TOOL_ROWS, trailing=False).encode(),
+        "json-bom.json": ("\ufeff" + json.dumps(TOOL_ROWS, ensure_ascii=False)).encode(),
+        "csv-bom-crlf.csv": ("\ufeff" + _csv(TOOL_ROWS, "\r\n")).encode(),
+        "csv-quoted-newlines.csv": _csv(TOOL_ROWS).encode(),
+        "csv-no-final-newline.csv": _csv(TOOL_ROWS).rstrip("\n").encode(),
+    }
+    if tool in text_files:
+        (path / tool).write_bytes(text_files[tool])
+    elif tool == "pandas.parquet":
+        pd.DataFrame(TOOL_ROWS).set_index("id", drop=False).to_parquet(path / tool)  # the index is stored too
+    elif tool == "pyarrow.parquet":
+        pq.write_table(pa.Table.from_pylist(TOOL_ROWS), path / tool)
+    elif tool == "datasets.jsonl":
+        datasets.Dataset.from_list(TOOL_ROWS).to_json(path / tool)
+    elif tool == "pandas-records.json":
+        pd.DataFrame(TOOL_ROWS).to_json(path / tool, orient="records", force_ascii=False)
+    else:
+        raise AssertionError(tool)
+    return tool
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        "jsonl-bom.jsonl",
+        "jsonl-crlf.jsonl",
+        "jsonl-no-final-newline.jsonl",
+        "json-bom.json",
+        "csv-bom-crlf.csv",
+        "csv-quoted-newlines.csv",
+        "csv-no-final-newline.csv",
+        "pandas.parquet",
+        "pyarrow.parquet",
+        "datasets.jsonl",
+        "pandas-records.json",
+    ],
+)
+def test_files_as_real_tools_write_them(tmp_path, tool):
+    name = _write_tool_file(tmp_path, tool)
+    df = load_examples(DatasetSource(path=str(tmp_path / name)), "train")
+    got = df.select("id", "instruction", "input", "output").to_dicts()
+    assert got == TOOL_ROWS
