@@ -26,6 +26,17 @@ class DataError(DatakitError):
         super().__init__(f"{where}: {reason}")
 
 
+class WriteError(DatakitError):
+    """An output could not be written (no space, no permission); the file it would replace is untouched."""
+
+    def __init__(self, file: object, exc: BaseException):
+        self.file = str(file)
+        reason = getattr(exc, "strerror", None) or str(exc)
+        super().__init__(
+            f"{self.file}: cannot write it ({reason}); the previous file, if any, is left as it was"
+        )
+
+
 def bound_failures(rows: pl.DataFrame, failed: pl.Expr, limit: float, what: str) -> None:
     """Fail a stage whose share of failed rows passes ``limit`` (a per-row failure is data until then).
 

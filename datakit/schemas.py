@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from datakit.errors import DataError
+from datakit.errors import DataError, WriteError
 
 
 @dataclass(frozen=True)
@@ -174,17 +174,31 @@ def atomic_path(path: str | Path, suffix: str = "") -> tuple[int, str]:
     return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix + ".tmp")
 
 
-def write_parquet_atomic(df: pl.DataFrame, path: str | Path) -> Path:
-    """Write ``df`` as parquet through a temp file and a rename (no schema check)."""
-    fd, tmp = atomic_path(path)
-    os.close(fd)
+def _atomic_write(path: str | Path, write) -> Path:
+    """``write(tmp)`` to a temp file next to ``path``, then rename it over ``path``. A failed write (no space,
+    no permission, a file size limit) raises WriteError naming ``path``, leaves what was there untouched and
+    removes the temp file."""
+    tmp = None
     try:
-        df.write_parquet(tmp)
+        fd, tmp = atomic_path(path)
+        write(fd, tmp)
         os.replace(tmp, path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise WriteError(path, exc) from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return Path(path)
+
+
+def write_parquet_atomic(df: pl.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` as parquet through a temp file and a rename (no schema check)."""
+
+    def write(fd: int, tmp: str) -> None:
+        os.close(fd)
+        df.write_parquet(tmp)
+
+    return _atomic_write(path, write)
 
 
 def write_table(df: pl.DataFrame, path: str | Path, table: Table) -> Path:
@@ -206,12 +220,9 @@ def read_table(path: str | Path, table: Table) -> pl.DataFrame:
 
 def write_text_atomic(text: str, path: str | Path) -> Path:
     """Write a small text file (metrics JSON, YAML) atomically."""
-    fd, tmp = atomic_path(path)
-    try:
+
+    def write(fd: int, tmp: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return Path(path)
+
+    return _atomic_write(path, write)

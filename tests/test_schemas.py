@@ -79,3 +79,66 @@ def test_all_null_column_is_cast_not_rejected(tmp_path):
 def test_read_missing_file_names_it(tmp_path):
     with pytest.raises(DataError, match="nothing.parquet: not found"):
         read_table(tmp_path / "nothing.parquet", EXAMPLES)
+
+
+# A full disk and a read-only one, for real: a 256 KiB tmpfs mounted in a private mount namespace
+# (`unshare -rm`: no root needed where user namespaces are allowed, and nothing visible outside).
+FILESYSTEM_SCRIPT = r"""
+import json, os, subprocess, sys
+import polars as pl
+from datakit.errors import WriteError
+from datakit.schemas import write_parquet_atomic, write_text_atomic
+
+d = sys.argv[1]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", d], check=True)
+table, text = os.path.join(d, "t.parquet"), os.path.join(d, "m.json")
+write_parquet_atomic(pl.DataFrame({"x": [1, 2, 3]}), table)
+write_text_atomic('{"v": 1}', text)
+before = {p: open(p, "rb").read() for p in (table, text)}
+out = {}
+noise = pl.DataFrame({"x": [os.urandom(64).hex() for _ in range(20000)]})  # ~2.6 MB, does not compress
+for case, attempts in (
+    ("full", [lambda: write_parquet_atomic(noise, table), lambda: write_text_atomic("x" * 400_000, text)]),
+    ("read-only", [lambda: write_parquet_atomic(pl.DataFrame({"x": [9]}), table),
+                   lambda: write_text_atomic("{}", text)]),
+):
+    if case == "read-only":
+        subprocess.run(["mount", "-o", "remount,ro", d], check=True)
+    for attempt in attempts:
+        try:
+            attempt()
+            out.setdefault(case, []).append("written")
+        except WriteError as exc:
+            out.setdefault(case, []).append(str(exc))
+out["intact"] = all(open(p, "rb").read() == b for p, b in before.items())
+out["files"] = sorted(os.listdir(d))
+print(json.dumps(out))
+"""
+
+
+def test_full_and_read_only_disks_keep_the_previous_files(tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux)")
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no user and mount namespaces here: {probe.stderr.decode()[:80]}")
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "fs.py").write_text(FILESYSTEM_SCRIPT)
+    run = subprocess.run(
+        ["unshare", "-rm", sys.executable, str(tmp_path / "fs.py"), str(tmp_path / "disk")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    disk = tmp_path / "disk"
+    (table_full, text_full), (table_ro, text_ro) = out["full"], out["read-only"]
+    assert table_full.startswith(f"{disk}/t.parquet: cannot write it (") and "No space left" in text_full
+    assert "Read-only file system" in table_ro and text_ro.startswith(f"{disk}/m.json: cannot write it (")
+    assert out["intact"] and out["files"] == ["m.json", "t.parquet"]  # no temp file left behind
