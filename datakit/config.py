@@ -658,7 +658,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.exists():
         raise ConfigError(f"{path}: not found (run datakit from the project root, or pass --params)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:

@@ -464,7 +464,12 @@ def test_compare_two_evaluations_per_set(tmp_path: Path):
     results("b", 3, 2)
     table = compare_table(evaluation_at(str(tmp_path / "a"), "<4"), evaluation_at(str(tmp_path / "b"), "<4"))
     test, val = table.rows(named=True)
-    assert (test["set"], test["items"], test["only a right"], test["only b right"]) == ("domain_test", 10, 6, 0)
+    assert (test["set"], test["items"], test["only a right"], test["only b right"]) == (
+        "domain_test",
+        10,
+        6,
+        0,
+    )
     assert test["b - a (points)"] == -60.0 and test["p (exact McNemar)"] == "0.0312"
     assert test["verdict"] == "significant" and test["a (%) [95% CI]"].startswith("90.0 [")
     assert (val["b - a (points)"], val["p (exact McNemar)"], val["verdict"]) == (0.0, "1", "within noise")
