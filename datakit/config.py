@@ -347,6 +347,9 @@ class TrainConfig:
     # an accelerate config file (configs/accelerate/*.yaml): the stage runs under `accelerate launch` with it,
     # one process per GPU (DDP, DeepSpeed ZeRO-2); '' = in this process
     accelerate: str = ""
+    # a checkpoint every this many optimizer steps under paths.work; a killed run resumes from the last one
+    # (0 = none); removed once the stage has written M_{t+1}
+    checkpoint_steps: int = 20
     args: dict[str, Any] = field(default_factory=dict)  # TRL/TrainingArguments keys for every objective
     dpo: dict[str, Any] = field(default_factory=dict)  # DPOConfig-only keys (beta, max_length, ...)
     orpo: dict[str, Any] = field(default_factory=dict)  # ORPOConfig-only keys (beta = ORPO's lambda, ...)
@@ -358,6 +361,8 @@ class TrainConfig:
             raise ValueError(f"alpha: must be >= 0, got {self.alpha}")
         if not 0 < self.keep_top <= 1:
             raise ValueError(f"keep_top: must be in (0, 1], got {self.keep_top}")
+        if self.checkpoint_steps < 0:
+            raise ValueError(f"checkpoint_steps: must be >= 0, got {self.checkpoint_steps}")
         for name in ("args", "dpo", "orpo", "sft"):
             for key in ("loss_type", "loss_weights", "output_dir"):
                 if key in getattr(self, name):

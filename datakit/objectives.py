@@ -5,6 +5,8 @@ Imported lazily by :mod:`datakit.train` (it imports torch and TRL at module leve
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,10 +14,12 @@ import torch.nn.functional as F
 from trl import SFTTrainer
 
 from datakit.errors import ConfigError
+from datakit.schemas import write_text_atomic
 
 # Columns a PoFT training row carries besides TRL's prompt-completion: the references' aggregated score and
 # the row's position in the training table (to log each row's tau).
 EXTRA = ("ref_score", "row")
+TAU_FILE = "tau_log.json"  # in each checkpoint: the tau log up to it
 
 
 def poft_loss(r_theta: torch.Tensor, r_ref: torch.Tensor) -> torch.Tensor:
@@ -54,6 +58,18 @@ class PoftTrainer(SFTTrainer):
         # The loss below is a per-row mean of each micro-batch: the Trainer divides it over accumulation steps.
         self.loss_is_scaled_for_ga = False
         self.tau_log: list[dict[str, float]] = []
+
+    def _save_checkpoint(self, model, trial):
+        """A checkpoint also keeps the tau log so far, so a resumed run's log is the whole run's."""
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            write_text_atomic(json.dumps(self.tau_log), folder / TAU_FILE)
+
+    def resume_tau_log(self, checkpoint: str | Path) -> None:
+        """Take back the tau log a checkpoint kept (the rows of the steps before it)."""
+        path = Path(checkpoint) / TAU_FILE
+        self.tau_log = json.loads(path.read_text()) if path.exists() else []
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()

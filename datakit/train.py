@@ -127,7 +127,12 @@ def trl_config(cfg: TrainConfig, output_dir: str | Path, device: str, kind: str 
     on_gpu = device.startswith("cuda")
     kwargs: dict[str, Any] = {
         "report_to": "none",
-        "save_strategy": "no",
+        # Checkpoints to resume a killed run from (the last one kept): weights, optimizer, scheduler, RNG.
+        **(
+            {"save_strategy": "steps", "save_steps": cfg.checkpoint_steps, "save_total_limit": 1}
+            if cfg.checkpoint_steps
+            else {"save_strategy": "no"}
+        ),
         "seed": cfg.seed,
         "use_cpu": not on_gpu,
         "bf16": on_gpu,

@@ -13,6 +13,9 @@ Run: ``datakit train --iteration iter_1`` (``dvc repro train@iter_1``); ``--iter
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import time
@@ -29,6 +32,7 @@ from datakit.plots import pyplot, save_png
 from datakit.poft import SCORES, keep_top, tau_summary
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import read_table, write_text_atomic
+from datakit.shards import content_fingerprint
 from datakit.train import (
     LAUNCHED,
     SFT_KINDS,
@@ -44,6 +48,7 @@ from datakit.train import (
 from stages import pairs, score
 
 NAME = "train"
+STAMP_FILE = "run.json"  # in the work folder: what its checkpoints belong to (run_stamp)
 
 
 def folder(it: Iteration) -> Path:
@@ -58,12 +63,71 @@ def training_rows(params: Params, it: Iteration, kind: str) -> pl.DataFrame:
     return read_table(pairs.output(it), PREFERENCE_PAIRS)
 
 
-def _train_phase(cfg, kind: str, model: str, rows: pl.DataFrame, tmp: Path, device: str):
+def _inputs(it: Iteration, kinds: list[str]) -> list[Path]:
+    return sorted({score.output(it) if kind in SFT_KINDS else pairs.output(it) for kind in kinds})
+
+
+def run_stamp(params: Params, it: Iteration, kinds: list[str]) -> dict:
+    """What a run's checkpoints belong to: the train settings, the model trained from (by content) and the
+    bytes of the tables it reads. A rerun resumes from checkpoints only when all three are the same."""
+    digests = {}
+    for path in _inputs(it, kinds):
+        digests[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+    stamp = {
+        "train": dataclasses.asdict(params.train),
+        "model": content_fingerprint(it.start),
+        "inputs": digests,
+    }
+    return json.loads(json.dumps(stamp, default=str))  # as it reads back from run.json (lists, not tuples)
+
+
+def prepare_work(tmp: Path, stamp: dict) -> bool:
+    """Keep ``tmp`` (checkpoints, finished phases) when it was made for the same ``stamp``, else start it
+    afresh; whether it was kept."""
+    marker = tmp / STAMP_FILE
+    if marker.exists() and json.loads(marker.read_text()) == stamp:
+        return True
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(json.dumps(stamp, sort_keys=True), marker)
+    return False
+
+
+def _train_phase(cfg, kind: str, model: str, rows: pl.DataFrame, tmp: Path, device: str) -> tuple:
+    """Train phase ``kind``, from its last checkpoint in ``tmp`` when a killed run left one; (trainer, its
+    record: steps, loss, seconds, the step it resumed from, the step log, PoFT's tau log)."""
     if rows.is_empty():
         raise DatakitError(f"train ({kind}): no training rows ({cfg.data}); nothing to learn from")
-    trainer = build_trainer(cfg, model, rows, tmp / f"trainer-{kind}", device, kind)
-    result = trainer.train()
-    return trainer, result
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = tmp / f"trainer-{kind}"
+    trainer = build_trainer(cfg, model, rows, out, device, kind)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if last and kind == "poft":
+        trainer.resume_tau_log(last)
+    result = trainer.train(resume_from_checkpoint=last)
+    record = {
+        "steps": int(result.global_step),
+        "loss": float(result.training_loss),
+        "seconds": float(result.metrics.get("train_runtime", 0.0)),
+        "resumed_from_step": int(Path(last).name.rsplit("-", 1)[1]) if last else 0,
+        "trainable": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "log": [e for e in trainer.state.log_history if "loss" in e and "step" in e],
+        "tau": getattr(trainer, "tau_log", None),
+    }
+    return trainer, record
+
+
+def _tau_frame(tau: list[dict], rows: pl.DataFrame) -> pl.DataFrame:
+    return (
+        pl.DataFrame(tau, schema={k: TAU_LOG[k] for k in ("row", "step", "tau", "r_theta")})
+        .join(
+            rows.select("id", "corrupted", "corruption").with_row_index("row").cast({"row": pl.Int64}),
+            on="row",
+            how="left",
+        )
+        .select(list(TAU_LOG))
+    )
 
 
 # tau.csv: one line per (row, step) a PoFT phase trained on.
@@ -128,60 +192,41 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
             )
     out_dir, model_out = folder(it), Path(it.model_out)
     # One folder every process of a launched run shares: the main process saves each phase's model
-    # there and the others load it for the next phase.
+    # there and the others load it for the next phase. It outlives a killed run (checkpoints, finished
+    # phases) and goes once M_{t+1} is written.
     main = is_main_process()
     tmp = Path(params.paths.work) / NAME / iteration
     if main:
-        shutil.rmtree(tmp, ignore_errors=True)
+        prepare_work(tmp, run_stamp(params, it, kinds))
     tmp.mkdir(parents=True, exist_ok=True)
-    logs, results, rows_in, taus, trainable = [], [], {}, None, 0
-    try:
-        model = it.start  # M_t; an I-SHEEP round may start from the base model instead (isheep.setting)
-        for i, kind in enumerate(kinds):
-            rows = training_rows(params, it, kind)
-            rows_in[kind] = rows.height
-            trainer, result = _train_phase(cfg, kind, model, rows, tmp, device)
-            trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-            logs.append(step_log(trainer.state.log_history).with_columns(phase=pl.lit(kind)))
-            results.append(result)
-            if kind == "poft":
-                taus = (
-                    pl.DataFrame(
-                        trainer.tau_log, schema={k: TAU_LOG[k] for k in ("row", "step", "tau", "r_theta")}
-                    )
-                    .join(
-                        rows.select("id", "corrupted", "corruption")
-                        .with_row_index("row")
-                        .cast({"row": pl.Int64}),
-                        on="row",
-                        how="left",
-                    )
-                    .select(list(TAU_LOG))
-                )
-            last = i == len(kinds) - 1
-            lora = bool(cfg.lora)
-            adapter = tmp / f"adapter-{kind}" if lora else None
+    records, rows_in, taus = [], {}, None
+    model = it.start  # M_t; an I-SHEEP round may start from the base model instead (isheep.setting)
+    lora = bool(cfg.lora)
+    for kind in kinds:
+        rows = training_rows(params, it, kind)
+        rows_in[kind] = rows.height
+        done, saved = tmp / f"phase-{kind}.json", tmp / f"model-{kind}"
+        if done.exists() and saved.is_dir():  # finished by a run that was killed later
+            records.append(json.loads(done.read_text()))
+        else:
+            trainer, record = _train_phase(cfg, kind, model, rows, tmp, device)
             if main:
-                save_models(trainer, trainer.processing_class, adapter, tmp / f"model-{kind}")
+                save_models(
+                    trainer, trainer.processing_class, tmp / f"adapter-{kind}" if lora else None, saved
+                )
+                write_text_atomic(json.dumps(record), done)
+                shutil.rmtree(tmp / f"trainer-{kind}", ignore_errors=True)  # its checkpoints are spent
             trainer.accelerator.wait_for_everyone()
-            model = str(tmp / f"model-{kind}")  # the next phase starts from (and is referenced to) this one
-            if not main:
-                continue
-            if last:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                model_out.parent.mkdir(parents=True, exist_ok=True)
-                replace_dir(tmp / f"model-{kind}", model_out)
-                if lora:
-                    replace_dir(adapter, out_dir / "adapter")
-                else:
-                    (out_dir / "adapter").mkdir(exist_ok=True)  # full fine-tuning: no adapter; DVC tracks it
-    finally:
-        if main:
-            shutil.rmtree(tmp, ignore_errors=True)
+            records.append(record)
+        if kind == "poft":
+            taus = _tau_frame(records[-1]["tau"], rows)
+        model = str(saved)  # the next phase starts from (and is referenced to) this one
     if not main:  # the main process writes the stage's outputs
         return {}
+    out_dir.mkdir(parents=True, exist_ok=True)
     offset, parts = 0, []
-    for part in logs:  # steps count on across phases
+    for kind, record in zip(kinds, records, strict=True):  # steps count on across phases
+        part = step_log(record["log"]).with_columns(phase=pl.lit(kind))
         parts.append(part.with_columns(pl.col("step") + offset))
         offset += int(part["step"].max() or 0)
     log = pl.concat(parts, how="diagonal_relaxed")
@@ -203,10 +248,12 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
         "rows": sum(rows_in.values()),
         **{f"rows_{kind}": n for kind, n in rows_in.items()},
         "keep_top": cfg.keep_top,
-        "trainable_parameters": trainable,
-        "steps": sum(int(r.global_step) for r in results),
-        "train_loss": round(float(results[-1].training_loss), 5),
-        "train_seconds": round(sum(float(r.metrics.get("train_runtime", 0.0)) for r in results), 2),
+        "trainable_parameters": records[-1]["trainable"],
+        "steps": sum(r["steps"] for r in records),
+        "train_loss": round(records[-1]["loss"], 5),
+        "train_seconds": round(sum(r["seconds"] for r in records), 2),
+        # > 0: a killed run was resumed from the checkpoint at this step (of the phase it was in)
+        "resumed_from_step": max(r["resumed_from_step"] for r in records),
         "device": device,
         # `accelerate launch` (train.accelerate) and its process count; python = a plain run
         "launcher": "accelerate" if os.environ.get(LAUNCHED) else "python",
@@ -217,6 +264,14 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
         **tau_stats,
     }
     write_json(metrics, out_dir / "metrics.json")
+    # The models last: until they are moved out, a killed run resumes with every phase done.
+    model_out.parent.mkdir(parents=True, exist_ok=True)
+    replace_dir(tmp / f"model-{kinds[-1]}", model_out)
+    if cfg.lora:
+        replace_dir(tmp / f"adapter-{kinds[-1]}", out_dir / "adapter")
+    else:
+        (out_dir / "adapter").mkdir(exist_ok=True)  # full fine-tuning: no adapter; DVC tracks it
+    shutil.rmtree(tmp, ignore_errors=True)
     trend = ""
     if "logps_chosen_first" in metrics:
         trend = (

@@ -245,3 +245,95 @@ def test_train_under_accelerate_launch_matches_the_plain_run(project):
     missing = datakit("train", "--iteration", "iter_1", "--no-progress")
     assert missing.returncode == 1
     assert "train.accelerate: configs/accelerate/none.yaml: no such accelerate config file" in missing.stderr
+
+
+def test_a_killed_train_resumes_from_its_last_checkpoint(project):
+    """SIGKILL the real train stage after a checkpoint (PoFT on domain train: the tau log rides along), run
+    it again: it resumes from that checkpoint, and M_2, the step log and the tau log equal an uninterrupted
+    run's. Another setting does not resume from those checkpoints."""
+    import json
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+    from conftest import write_params
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def datakit(*args: str, **kw) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "datakit.cli", *args]
+        return subprocess.Popen(
+            cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw
+        )
+
+    def finish(*args: str) -> None:
+        proc = datakit(*args)
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err.decode()[-3000:]
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"].update(data="domain", objective="poft", checkpoint_steps=5)
+    params["train"]["args"].update(max_steps=40, per_device_train_batch_size=2)
+    params["train"]["sft"]["max_length"] = params["score"]["max_length"] = 512
+    write_params(project, params)
+    for cmd in ("synth", "base_model"):
+        finish(cmd)
+    for cmd in ("sft_set", "score"):
+        finish(cmd, "--iteration", "iter_1")
+
+    work = project / ".datakit/work/train/iter_1"
+    proc = datakit("train", "--iteration", "iter_1", "--no-progress")
+    deadline = time.monotonic() + 600
+    while not list(work.glob("trainer-poft/checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None, (
+            "the run ended before its first checkpoint: " + proc.stderr.read().decode()[-2000:]
+        )
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.1)  # a few more steps past the checkpoint, which the resumed run must redo
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (project / "data/iter_1/train/model").exists()
+    kept = sorted(int(p.name.split("-")[1]) for p in work.glob("trainer-poft/checkpoint-*"))
+    assert kept and kept[-1] < 40
+
+    finish("train", "--iteration", "iter_1", "--no-progress")
+    out = project / "data/iter_1/train"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from_step"] == kept[-1] and metrics["steps"] == 40
+    assert not work.exists(), "checkpoints are removed once M_2 is written"
+    resumed = {
+        "model": load_file(out / "model/model.safetensors"),
+        "log": pl.read_csv(out / "log.csv"),
+        "tau": pl.read_csv(out / "tau.csv"),
+    }
+
+    shutil.rmtree(out)
+    finish("train", "--iteration", "iter_1", "--no-progress")
+    whole = load_file(out / "model/model.safetensors")
+    assert json.loads((out / "metrics.json").read_text())["resumed_from_step"] == 0
+    assert whole.keys() == resumed["model"].keys()
+    worst = max(float((whole[k] - resumed["model"][k]).abs().max()) for k in whole)
+    assert worst < 1e-5, worst  # the same optimizer, scheduler, data order and RNG from the checkpoint on
+    assert resumed["log"]["step"].to_list() == list(range(1, 41))
+    assert resumed["log"]["loss"].to_list() == pytest.approx(
+        pl.read_csv(out / "log.csv")["loss"].to_list(), abs=1e-4
+    )
+    tau = pl.read_csv(out / "tau.csv")
+    assert resumed["tau"].select("step", "row").equals(tau.select("step", "row"))
+
+    # Checkpoints left by a run with other settings are not resumed from.
+    proc = datakit("train", "--iteration", "iter_1", "--no-progress")
+    while not list(work.glob("trainer-poft/checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    params["train"]["args"]["learning_rate"] = 5e-4
+    write_params(project, params)
+    finish("train", "--iteration", "iter_1", "--no-progress")
+    assert json.loads((out / "metrics.json").read_text())["resumed_from_step"] == 0
