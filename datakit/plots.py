@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from datakit.schemas import atomic_path
+from datakit.schemas import atomic_write
 
 
 def pyplot():
@@ -20,13 +20,12 @@ def pyplot():
 
 def save_png(fig, path: str | Path) -> Path:
     """Write ``fig`` atomically (no Software tag, so an unchanged plot is an unchanged file) and close it."""
-    fd, tmp = atomic_path(path)
-    try:
+
+    def write(fd: int, tmp: str) -> None:
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
-        os.replace(tmp, path)
+
+    try:
+        return atomic_write(path, write)
     finally:
         pyplot().close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return Path(path)

@@ -174,7 +174,7 @@ def atomic_path(path: str | Path, suffix: str = "") -> tuple[int, str]:
     return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix + ".tmp")
 
 
-def _atomic_write(path: str | Path, write) -> Path:
+def atomic_write(path: str | Path, write) -> Path:
     """``write(tmp)`` to a temp file next to ``path``, then rename it over ``path``. A failed write (no space,
     no permission, a file size limit) raises WriteError naming ``path``, leaves what was there untouched and
     removes the temp file."""
@@ -198,7 +198,7 @@ def write_parquet_atomic(df: pl.DataFrame, path: str | Path) -> Path:
         os.close(fd)
         df.write_parquet(tmp)
 
-    return _atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 def write_table(df: pl.DataFrame, path: str | Path, table: Table) -> Path:
@@ -225,4 +225,4 @@ def write_text_atomic(text: str, path: str | Path) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
 
-    return _atomic_write(path, write)
+    return atomic_write(path, write)

@@ -274,7 +274,7 @@ def parse_tags(text: str) -> tuple[list[str] | None, str | None]:
             found = value
         pos = end  # resume after the decoded value: nested lists are part of it
     if found is None:
-        salvaged = re.findall(r'"tag"\s*:\s*"([^"\\]+)"', text)
+        salvaged = [t for t in re.findall(r'"tag"\s*:\s*"([^"\\]+)"', text) if t.strip()]
         if salvaged:
             return salvaged, None
         return None, f"no JSON list in the answer: {text[:60]!r}"

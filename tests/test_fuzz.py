@@ -63,6 +63,7 @@ def test_final_number_extractor(text):
 @given(TEXT)
 @example('[{"tag": "math"}, ["nested"]] trailing [')
 @example('"tag": "cut off')
+@example('"tag":"\r"')  # a salvaged tag of whitespace only: found by the soak profile
 def test_tag_parser(text):
     tags, error = parse_tags(text)
     assert (tags is None) != (error is None)
