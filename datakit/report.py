@@ -13,6 +13,7 @@ Run: ``datakit report`` (``--no-baselines`` skips ``dvc exp show``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import html
 import json
@@ -25,11 +26,12 @@ from typing import Any, Literal
 
 import polars as pl
 
-from datakit.config import Params
-from datakit.errors import DataError
+from datakit.config import Params, TrainConfig
+from datakit.errors import ConfigError, DataError
 from datakit.plots import pyplot, save_png
 from datakit.schemas import write_text_atomic
 from datakit.stats import mcnemar_exact, wilson
+from datakit.train import trainer_kind
 
 MISSING = "—"
 DVC_PARAMS_FILE = "params.yaml"  # where `dvc exp run -S` sets a parameter (DVC's default params file)
@@ -362,9 +364,7 @@ def baseline_rows(
             and parent is not None
             and value != cell(parent, DVC_PARAMS_FILE, key)
         )
-        shown = ", ".join(
-            f"{k}={v}" for k, v in (("train.objective", objective), ("train.data", data), *changed)
-        )
+        shown = ", ".join([trained(objective, data), *(f"{k}={v}" for k, v in changed)])
         rows.append(
             ModelRow(
                 model=name,
@@ -385,6 +385,16 @@ def baseline_rows(
             )
         )
     return rows
+
+
+def trained(objective: str, data: str) -> str:
+    """What a run trained: its objective on its data, 'dpo_sft on pairs'; domain and mixed data train with SFT
+    (or PoFT) whatever the objective says, 'sft on domain'."""
+    kind = objective
+    if data != "pairs":
+        with contextlib.suppress(ConfigError):  # poft_dpo without pairs: say what was asked
+            kind = trainer_kind(TrainConfig(objective=objective, data=data))
+    return f"{kind} on {data}"
 
 
 def param_keys(params: Params) -> list[str]:

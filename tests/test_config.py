@@ -41,7 +41,7 @@ def test_repo_params_load():
         ({"index": {"index_type": "FLAT"}}, "index.index_type: expected one of"),
         (
             {"retrieve": {"strategy": "knn"}},
-            "retrieve.strategy: expected one of ['tag', 'mean', 'cluster', 'mmr']",
+            "retrieve.strategy: expected one of ['tag', 'mean', 'cluster', 'mmr', 'none']",
         ),
         ({"retrieve": {"guard_threshold": 0}}, "retrieve.guard_threshold: must be within (0, 1]"),
         ({"index": {"nprobes": 0}}, "index.nprobes: must be >= 1, got 0"),

@@ -372,7 +372,7 @@ def test_baseline_rows_from_exp_show(run: Params, tmp_path: Path):
     ]  # fmt: skip
     (row,) = baseline_rows(experiments, run, tmp_path)
     assert row.model == "continued-sft"
-    assert row.label == "continued-sft (train.objective=sft, train.data=pairs)"
+    assert row.label == "continued-sft (sft on pairs)"
     assert (row.domain_accuracy, row.general_accuracy, row.general_nll) == (0.05, 0.4, 2.7)
     assert (row.train_bad_cases, row.steps, row.pairs, row.index) == (270, 30, None, None)
 
@@ -438,7 +438,7 @@ def test_baselines_from_a_real_experiment(tmp_path: Path, monkeypatch: pytest.Mo
     write_report(params, baselines=True)
     summary = pl.read_csv("data/report/summary.csv")
     assert summary["model"].to_list() == ["base", "iter_1", "iter_2", "continued-sft"]
-    assert summary["label"][3] == "continued-sft (train.objective=sft, train.data=pairs)"
+    assert summary["label"][3] == "continued-sft (sft on pairs)"
     assert summary["domain_accuracy"][3] == 0.05
     md = Path("data/report/report.md").read_text()
     models, versus = [line for line in md.splitlines() if line.startswith("| continued-sft")]
