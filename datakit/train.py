@@ -141,6 +141,11 @@ def trl_config(cfg: TrainConfig, output_dir: str | Path, device: str, kind: str 
         **own,
         "output_dir": str(output_dir),
     }
+    if kind == "poft" and "bf16" not in own:
+        # PoFT weighs the policy's log-likelihood against the references' from the score stage, which computes
+        # in the device's dtype (float32 on the CPU): train in that dtype too, or every tau is biased by the
+        # bf16 rounding (train.sft.bf16 overrides).
+        kwargs["bf16"] = compute_dtype(device, "auto") == "bfloat16"
     if kind == "dpo":
         kwargs["loss_type"] = ["sigmoid", "sft"] if cfg.objective == "dpo_sft" else ["sigmoid"]
         kwargs["loss_weights"] = [1.0, cfg.alpha] if cfg.objective == "dpo_sft" else [1.0]

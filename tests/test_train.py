@@ -337,3 +337,15 @@ def test_a_killed_train_resumes_from_its_last_checkpoint(project):
     write_params(project, params)
     finish("train", "--iteration", "iter_1", "--no-progress")
     assert json.loads((out / "metrics.json").read_text())["resumed_from_step"] == 0
+
+
+def test_poft_trains_in_the_dtype_its_reference_scores_were_computed_in(tmp_path):
+    """train.args.bf16 speeds up every objective but PoFT, whose tau compares the policy with the score stage's
+    float32 log-likelihoods on the CPU; train.sft.bf16 overrides."""
+    args = {"learning_rate": 0.05, "max_steps": 2, "bf16": True}
+    poft = cfg(objective="poft_dpo", args=args)
+    assert trl_config(poft, tmp_path, "cpu", "poft").bf16 is False
+    assert trl_config(poft, tmp_path, "cpu", "dpo").bf16 is True
+    assert trl_config(cfg(objective="sft", args=args), tmp_path, "cpu", "sft").bf16 is True
+    forced = cfg(objective="poft", args=args, sft={"max_length": 64, "bf16": True})
+    assert trl_config(forced, tmp_path, "cpu", "poft").bf16 is True
