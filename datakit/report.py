@@ -207,15 +207,23 @@ def evaluation_at(spec: str, threshold: str) -> dict[str, dict[str, bool]]:
         if not path.exists():
             raise DataError(path, "no evaluation results here (run the evaluate stage first)")
         return read_correct(path, threshold, path)
+    return read_correct(read_at(path.as_posix(), rev), threshold, f"{path}@{rev}")
+
+
+def read_at(path: str, rev: str, repo: str | None = None) -> bytes:
+    """File ``path`` as it was at git revision or DVC experiment ``rev`` (from the DVC cache when DVC tracks it).
+
+    Raises:
+        DataError: naming ``path@rev`` when git or DVC cannot give it.
+    """
     import dvc.api
     from dvc.exceptions import DvcException
     from scmrepo.exceptions import SCMError
 
     try:
-        data = dvc.api.read(path.as_posix(), rev=rev, mode="rb")
+        return dvc.api.read(path, repo=repo, rev=rev, mode="rb")
     except (DvcException, SCMError, FileNotFoundError) as exc:
         raise DataError(f"{path}@{rev}", f"cannot read it from git/DVC: {exc}") from exc
-    return read_correct(data, threshold, f"{path}@{rev}")
 
 
 def compare_table(a: dict[str, dict[str, bool]], b: dict[str, dict[str, bool]]) -> pl.DataFrame:
@@ -436,8 +444,8 @@ def read_baselines(params: Params, commits: int = 1) -> tuple[list[ModelRow], st
     def results(rev: str, path: str) -> dict[str, dict[str, bool]] | None:
         # The experiment's own results.parquet, from the DVC cache at its commit.
         try:
-            data = dvc.api.read(path, repo=root, rev=rev, mode="rb")
-        except (DvcException, SCMError, FileNotFoundError):
+            data = read_at(path, rev, repo=root)
+        except DataError:
             return None
         return read_correct(data, params.select.threshold, f"{path}@{rev}")
 

@@ -175,7 +175,8 @@ def atomic_path(path: str | Path, suffix: str = "") -> tuple[int, str]:
 
 
 def atomic_write(path: str | Path, write) -> Path:
-    """``write(tmp)`` to a temp file next to ``path``, then rename it over ``path``. A failed write (no space,
+    """``write(fd, tmp)`` into a temp file next to ``path`` (its open descriptor and name), then rename it over
+    ``path``. A failed write (no space,
     no permission, a file size limit) raises WriteError naming ``path``, leaves what was there untouched and
     removes the temp file."""
     tmp = None

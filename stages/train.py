@@ -55,23 +55,24 @@ def folder(it: Iteration) -> Path:
     return Path(it.dir) / NAME
 
 
+def phase_input(it: Iteration, kind: str) -> Path:
+    """The table phase ``kind`` trains on: the scored SFT set (sft, poft) or the iteration's pairs (dpo, orpo)."""
+    return score.output(it) if kind in SFT_KINDS else pairs.output(it)
+
+
 def training_rows(params: Params, it: Iteration, kind: str) -> pl.DataFrame:
-    """Phase ``kind``'s rows: the iteration's pairs (dpo, orpo), or the scored SFT set (sft, poft), of which
-    ``train.keep_top`` keeps the share with the highest r_ref."""
+    """Phase ``kind``'s rows (:func:`phase_input`); of the scored SFT set ``train.keep_top`` keeps the share
+    with the highest r_ref."""
     if kind in SFT_KINDS:
-        return keep_top(read_table(score.output(it), SCORES), params.train.keep_top)
-    return read_table(pairs.output(it), PREFERENCE_PAIRS)
-
-
-def _inputs(it: Iteration, kinds: list[str]) -> list[Path]:
-    return sorted({score.output(it) if kind in SFT_KINDS else pairs.output(it) for kind in kinds})
+        return keep_top(read_table(phase_input(it, kind), SCORES), params.train.keep_top)
+    return read_table(phase_input(it, kind), PREFERENCE_PAIRS)
 
 
 def run_stamp(params: Params, it: Iteration, kinds: list[str]) -> dict:
     """What a run's checkpoints belong to: the train settings, the model trained from (by content) and the
     bytes of the tables it reads. A rerun resumes from checkpoints only when all three are the same."""
     digests = {}
-    for path in _inputs(it, kinds):
+    for path in sorted({phase_input(it, kind) for kind in kinds}):
         digests[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
     stamp = {
         "train": dataclasses.asdict(params.train),
@@ -81,16 +82,15 @@ def run_stamp(params: Params, it: Iteration, kinds: list[str]) -> dict:
     return json.loads(json.dumps(stamp, default=str))  # as it reads back from run.json (lists, not tuples)
 
 
-def prepare_work(tmp: Path, stamp: dict) -> bool:
+def prepare_work(tmp: Path, stamp: dict) -> None:
     """Keep ``tmp`` (checkpoints, finished phases) when it was made for the same ``stamp``, else start it
-    afresh; whether it was kept."""
+    afresh."""
     marker = tmp / STAMP_FILE
     if marker.exists() and json.loads(marker.read_text()) == stamp:
-        return True
+        return
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True, exist_ok=True)
     write_text_atomic(json.dumps(stamp, sort_keys=True), marker)
-    return False
 
 
 def _train_phase(cfg, kind: str, model: str, rows: pl.DataFrame, tmp: Path, device: str) -> tuple:
