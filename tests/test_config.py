@@ -48,6 +48,7 @@ def test_repo_params_load():
         ({"retrieve": {"mmr_lambda": 2}}, "retrieve.mmr_lambda: must be within 0-1"),
         ({"retrieve": {"scale": 0}}, "retrieve.scale: must be >= 1, got 0"),
         ({"retrieve": {"max_ratio": -1}}, "retrieve.max_ratio: must be >= 0"),
+        ({"train": {"checkpoint_steps": -1}}, "train.checkpoint_steps: must be >= 0, got -1"),
         (
             {"train": {"objective": "ppo"}},
             "train.objective: expected one of ['dpo_sft', 'dpo', 'orpo', 'sft', 'poft', 'poft_dpo']",
