@@ -322,12 +322,13 @@ class ScoreConfig:
     batch_size: int = 8  # rows per forward pass
     max_length: int = 512  # prompt + answer tokens kept per row (keep equal to train.sft.max_length)
     device: str = "auto"  # auto = cuda when present, else cpu
+    chunk_size: int = 256  # rows scored between cache writes (a killed run rescores at most one chunk)
 
     def __post_init__(self) -> None:
         if not self.references:
             raise ValueError("references: list at least one model")
-        if self.batch_size < 1 or self.max_length < 2:
-            raise ValueError("batch_size must be >= 1 and max_length >= 2")
+        if self.batch_size < 1 or self.max_length < 2 or self.chunk_size < 1:
+            raise ValueError("batch_size and chunk_size must be >= 1 and max_length >= 2")
 
 
 @dataclass(frozen=True)

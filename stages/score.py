@@ -82,6 +82,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
             batch_size=cfg.batch_size,
             max_length=cfg.max_length,
             device=cfg.device,
+            chunk_size=cfg.chunk_size,
             cache_root=params.paths.cache,
             progress=progress,
             where=", ".join(map(str, sources)),

@@ -91,3 +91,34 @@ def tagger_model(tmp_path_factory) -> Path:
     queries = ["Tom has 3 boxes.", "Reverse 'hello'.", "Convert 5 km to m.", "What is 2 + 2?"]
     path = build_tiny_model(tmp_path_factory.mktemp("models") / "tagger", seed=2)
     return train_to_answer(path, [INSTAG_PROMPT.format(query=q) for q in queries], TAGGER_ANSWER)
+
+
+SHEEP_LIST = "1. Name a color.\n2. Add two numbers.\n3. Spell a word."
+SHEEP_ANSWERS = {"Name a color.": "Blue.", "Add two numbers.": "2 + 3 = 5.", "Spell a word.": "c-a-t."}
+SHEEP_SEEDS = [("Sort the numbers.", "42, 7, 19"), ("Name a planet.", "")]
+
+
+@pytest.fixture(scope="session")
+def sheep_model(tmp_path_factory) -> Path:
+    """A tiny model that has learnt the prompts of a 2-seed I-SHEEP round: both instruction-writing prompts
+    (the two seeds in either order) get SHEEP_LIST, each listed task its SHEEP_ANSWERS answer, and the
+    self-assessment of each (prefilled "Score:") " 9. Good."."""
+    from tiny import build_tiny_model, train_to_answers
+
+    from datakit.isheep import ASSESS_PREFILL, assess_prompt, synth_prompt
+
+    def user(text: str) -> list[dict]:
+        return [{"role": "user", "content": text}]
+
+    cases = [(user(synth_prompt(order, 3)), SHEEP_LIST) for order in (SHEEP_SEEDS, SHEEP_SEEDS[::-1])]
+    cases += [(user(task), answer) for task, answer in SHEEP_ANSWERS.items()]
+    cases += [
+        (
+            user(assess_prompt("combined", task, "", answer))
+            + [{"role": "assistant", "content": ASSESS_PREFILL}],
+            " 9. Good.",
+        )
+        for task, answer in SHEEP_ANSWERS.items()
+    ]
+    path = build_tiny_model(tmp_path_factory.mktemp("models") / "sheep", seed=3)
+    return train_to_answers(path, cases, steps=200)

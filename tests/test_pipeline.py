@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from conftest import write_params
+from conftest import SHEEP_ANSWERS, SHEEP_SEEDS, write_params
 from dvcrepo import BIN, init_repo, ran, sh
 from typer.testing import CliRunner
 
@@ -199,36 +199,7 @@ def test_judge_and_select_refuse_generations_that_miss_rows(project):
     assert "generations.parquet: has no generation for 7 rows" in result.output
 
 
-SHEEP_LIST = "1. Name a color.\n2. Add two numbers.\n3. Spell a word."
-SHEEP_ANSWERS = {"Name a color.": "Blue.", "Add two numbers.": "2 + 3 = 5.", "Spell a word.": "c-a-t."}
-SHEEP_SEEDS = [("Sort the numbers.", "42, 7, 19"), ("Name a planet.", "")]
 ISHEEP_PER_ROUND = ("synthesize", "generate", "assess", "filter", "score", "train", "evaluate", "ifeval")
-
-
-@pytest.fixture(scope="session")
-def sheep_model(tmp_path_factory) -> Path:
-    """A tiny model that has learnt the prompts of a 2-seed I-SHEEP round: both instruction-writing prompts
-    (the two seeds in either order) get SHEEP_LIST, each listed task its SHEEP_ANSWERS answer, and the
-    self-assessment of each (prefilled "Score:") " 9. Good."."""
-    from tiny import build_tiny_model, train_to_answers
-
-    from datakit.isheep import ASSESS_PREFILL, assess_prompt, synth_prompt
-
-    def user(text: str) -> list[dict]:
-        return [{"role": "user", "content": text}]
-
-    cases = [(user(synth_prompt(order, 3)), SHEEP_LIST) for order in (SHEEP_SEEDS, SHEEP_SEEDS[::-1])]
-    cases += [(user(task), answer) for task, answer in SHEEP_ANSWERS.items()]
-    cases += [
-        (
-            user(assess_prompt("combined", task, "", answer))
-            + [{"role": "assistant", "content": ASSESS_PREFILL}],
-            " 9. Good.",
-        )
-        for task, answer in SHEEP_ANSWERS.items()
-    ]
-    path = build_tiny_model(tmp_path_factory.mktemp("models") / "sheep", seed=3)
-    return train_to_answers(path, cases, steps=200)
 
 
 def test_isheep_recipe_two_rounds_under_dvc_repro(project, sheep_model):
