@@ -171,9 +171,11 @@ def judge_prompt(instruction: str, response: str, reference: str | None, rubric:
 
 
 _MARKER = re.compile(r"\[\s*RESULT\s*\]", re.IGNORECASE)
-# What may follow the marker: the score, optionally "Score:", parentheses, "/5", bold, and closing noise.
+# What may follow the marker: the score, optionally "Score:", parentheses, a scale ("/5", "out of 5"), bold,
+# and closing noise. A dash only as a separator ("[RESULT] - 4"): "[RESULT] -3" is a negative number.
 _AFTER = re.compile(
-    r"^[\s*:\-]*(?:score\s*[:=]?\s*)?\(?\s*(\d+)\s*\)?\s*(?:/\s*\d+|out of \d+)?[\s*.\"'`]*(?:</s>|<\|im_end\|>|<\|eot_id\|>)?\s*$",
+    r"^(?:[\s*:]|-(?=\s))*(?:score\s*[:=]?\s*)?\(?\s*(\d+)\s*\)?\s*(?:(?:/|out of)\s*(\d+))?"
+    r"[\s*.\"'`]*(?:</s>|<\|im_end\|>|<\|eot_id\|>)?\s*$",
     re.IGNORECASE,
 )
 
@@ -195,6 +197,8 @@ def parse_result(text: str, top: int = 5) -> tuple[int | None, str, str | None]:
     if not m:
         return None, feedback, f"[RESULT] is not followed by a lone integer: {text[marker.end() :][:40]!r}"
     score = int(m.group(1))
+    if m.group(2) is not None and int(m.group(2)) != top:
+        return None, feedback, f"score {score} is on a 1-{m.group(2)} scale, not 1-{top}"
     if not 1 <= score <= top:
         return None, feedback, f"score {score} is outside 1-{top}"
     return score, feedback, None

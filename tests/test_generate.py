@@ -1,8 +1,10 @@
 """The generate stage: transformers backend on the tiny model, resume after kill -9, openai against a
 real server (vllm: test_vllm.py)."""
 
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,9 +133,39 @@ def test_generate_resumes_after_kill_9(project):
     assert out.height == 48
     assert not any(work.iterdir()), "shards are removed once the stage's output is written"
 
-    # Same answers as an uninterrupted run.
+    # Same answers as an uninterrupted run, made from nothing: no shards and no generation cache (the
+    # resumed run filled it, so a rerun here would read its own answers back).
+    shutil.rmtree(project / ".datakit" / "cache" / "generations")
     fresh = generate.run(load_params("params.yaml"), "iter_1", progress=False)
+    summary = json.loads((project / "data/iter_1/generate/summary.json").read_text())
+    assert summary["rows_from_cache"] == 0 and summary["shards_resumed"] == 0
     assert fresh["output"].to_list() == out["output"].to_list()
+
+
+def test_changing_the_model_or_the_settings_discards_the_kept_shards(project, tiny_model, judge_model):
+    """Shards left by a killed run are read back only by a run with the same model, settings and rows."""
+    from stages import generate
+
+    params = load_params("params.yaml")
+    ex = examples(10)
+    kept = generate.answer(params, ex, str(tiny_model), 1, name="g", desc="g", progress=False)[1]
+    assert (kept["shards"], kept["shards_resumed"]) == (2, 0)
+    settings = dataclasses.replace(
+        params,
+        generate=dataclasses.replace(params.generate, max_new_tokens=params.generate.max_new_tokens + 1),
+    )
+    for p, model, rows in (
+        (params, str(judge_model), ex),  # another model
+        (settings, str(tiny_model), ex),  # other generation settings
+        (params, str(tiny_model), examples(10).with_columns(input=pl.lit("other"))),  # other prompts
+    ):
+        assert (
+            generate.answer(p, rows, model, 1, name="g", desc="g", progress=False)[1]["shards_resumed"] == 0
+        )
+    # Unchanged: the kept shards are read back (the generation cache, which would answer first, is emptied).
+    shutil.rmtree(project / ".datakit" / "cache" / "generations")
+    again = generate.answer(params, ex, str(tiny_model), 1, name="g", desc="g", progress=False)[1]
+    assert (again["shards_resumed"], again["rows_from_cache"]) == (2, 0)
 
 
 def test_openai_backend_against_a_real_server_matches_transformers(tiny_model, tmp_path):

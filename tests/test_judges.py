@@ -66,6 +66,12 @@ RESULTS = [
     ("[RESULT] 4 because the answer is long and keeps going", None, "not followed by a lone integer"),
     ("[RESULT] (an integer number between 1 and 5)", None, "not followed by a lone integer"),
     ("The score is 4 out of 5.", None, "no [RESULT] marker"),
+    # A judge answering on another scale, or with a sign, is unscored: never mapped onto 1-5.
+    ("[RESULT] -3", None, "not followed by a lone integer"),
+    ("[RESULT] 4/10", None, "on a 1-10 scale, not 1-5"),
+    ("[RESULT] 3 out of 10", None, "on a 1-10 scale, not 1-5"),
+    ("Good. [RESULT] 4 out of 5", 4, None),
+    ("Good. [RESULT] - 4", 4, None),
 ]
 
 
@@ -221,6 +227,51 @@ def test_self_judge_stage_records_unscored_rows_and_enforces_the_bound(project, 
     assert metrics["unscored"] == 12 and metrics["mean_score"] is None
 
 
+def test_changing_what_decides_a_grade_discards_the_kept_shards(project, tiny_model, judge_model, capsys):
+    """A failed LLM-judge run keeps its shards; a rerun resumes them only when the rubric, the judge model,
+    its generation settings and the answers are all the same as theirs."""
+    import yaml
+    from conftest import write_params
+
+    from datakit.config import load_params
+    from datakit.errors import DatakitError
+    from stages import judge
+
+    p = _prepared_project(project, kind="llm", model=str(tiny_model), retries=0, max_failure_rate=0.1)
+    with pytest.raises(DatakitError, match="could not be scored"):
+        judge.run(p, "iter_1", progress=False)
+    assert len(list((project / ".datakit/work/judge").glob("*/shard-*.parquet"))) == 3
+    kept = yaml.safe_load((project / "params.yaml").read_text())
+    kept["judge"]["max_failure_rate"] = 1.0
+    answers = project / "data/iter_1/generate/generations.parquet"
+    original = pl.read_parquet(answers)
+
+    def resumed(change) -> int:
+        params = yaml.safe_load(yaml.safe_dump(kept))
+        change(params)
+        write_params(project, params)
+        capsys.readouterr()
+        judge.run(load_params("params.yaml"), "iter_1", progress=False)
+        original.write_parquet(answers)
+        return int(capsys.readouterr().err.split(" shards resumed")[0].rsplit(" ", 1)[1])
+
+    def rubric(params):
+        params["judge"]["rubric"] = "Score 1-5, strictly."
+
+    def judge_model_changed(params):
+        params["judge"]["model"] = str(judge_model)
+
+    def settings(params):
+        params["judge"]["generation"]["max_new_tokens"] = 9
+
+    def other_answers(params):
+        original.with_columns(output=pl.col("output") + " more").write_parquet(answers)
+
+    for change in (rubric, judge_model_changed, settings, other_answers):
+        assert resumed(change) == 0, change.__name__
+    assert resumed(lambda params: None) == 3  # unchanged: the first run's shards are read back
+
+
 def test_llm_judge_served_over_the_openai_backend(project, tiny_model):
     from openai_server import serve_openai
 
@@ -254,6 +305,40 @@ def test_judge_llm_scores_with_a_model_that_answers_the_format(judge_model):
     assert out["score"].to_list() == [4, 4, 4] and out["error"].null_count() == 3
     assert out["raw"].to_list() == ["[RESULT] 4"] * 3 and out["feedback"].to_list() == [""] * 3
     assert calls == [3]  # parsed on the first pass: no re-asks
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_judge_llm_re_asks_only_the_unparsed_rows_of_a_mixed_batch(judge_model, retries):
+    """The real judge model answers "[RESULT] 4"; on the first pass its answer to one row in the middle is
+    replaced by an unparsable one. Only that row is asked again, and its score lands on its own row."""
+    from dataclasses import replace
+
+    backend = make_backend(GenerationConfig(max_new_tokens=12, batch_size=4), str(judge_model))
+    calls = []
+    original = backend.generate
+
+    def first_pass_garbles_the_wobble_row(convs, advance=None, **overrides):
+        calls.append((len(convs), overrides))
+        outs = original(convs, advance, **overrides)
+        if overrides:
+            return outs
+        return [
+            replace(o, text="I cannot decide.") if "wobble" in c[-1]["content"] else o
+            for c, o in zip(convs, outs, strict=True)
+        ]
+
+    backend.generate = first_pass_garbles_the_wobble_row
+    ex, gen = frames(["#### 36", "#### 7", "#### 2"], ["#### 36", "wobble #### 8", "#### 2"])
+    out = judge_llm(answered(ex, gen), backend, label="llm:judge", retries=retries, rubric=JUDGE_RUBRIC)
+    if retries:
+        assert [n for n, _ in calls] == [3, 1] and calls[1][1]["temperature"] == 0.7
+        assert out["score"].to_list() == [4, 4, 4] and out["error"].null_count() == 3
+        assert out["raw"].to_list() == ["[RESULT] 4"] * 3  # the re-ask's answer replaced the garbled one
+    else:
+        assert [n for n, _ in calls] == [3]
+        assert out["score"].to_list() == [4, None, 4]
+        assert out["error"].to_list() == [None, "no [RESULT] marker", None]
+        assert out["raw"].to_list() == ["[RESULT] 4", "I cannot decide.", "[RESULT] 4"]
 
 
 def test_llm_judge_stage_then_select(project, judge_model):
