@@ -295,9 +295,11 @@ def report(
     ] = 1,
 ) -> None:
     """Write the markdown/HTML report with PNG plots across iterations and I-SHEEP rounds (to `paths.report`)."""
-    from datakit.report import write_report
+    from datakit.report import MISSES, write_report
 
     _guard(lambda: typer.echo(write_report(_params(params), baselines=baselines, commits=commits)))
+    for path, key in sorted(MISSES):
+        print(f"warning: report: {path} has no '{key}' (shown as —; rerun that stage)", file=sys.stderr)
 
 
 @app.command("export")

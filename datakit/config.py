@@ -501,6 +501,9 @@ class Iteration:
     dir: str  # this iteration's artifact folder; each stage writes <dir>/<stage>/
     train_from: str = ""  # I-SHEEP rounds: the model train starts from ('' = model_in)
     recipe: str = "apt"  # set by Params: apt (iterations) | isheep (rounds)
+    # APT iterations: ``train`` keys merged over the top-level section for this iteration's train stage only
+    # (say a lower learning rate from iteration 2 on, chosen on validation); ``data`` stays the same for all
+    train: dict[str, Any] = field(default_factory=dict)
 
     @property
     def start(self) -> str:
@@ -544,10 +547,19 @@ class Params:
         return self.iterations[key]
 
     def for_step(self, key: str) -> Params:
-        """The settings a stage runs ``key`` with: for an I-SHEEP round, the ``isheep`` overrides merged in."""
-        if key not in self.rounds:
+        """The settings a stage runs ``key`` with: for an I-SHEEP round, the ``isheep`` overrides merged in;
+        for an APT iteration, its own ``train`` keys merged over ``train``."""
+        if key in self.rounds:
+            return with_overrides(self)
+        over = self.iterations[key].train if key in self.iterations else {}
+        if not over:
             return self
-        return with_overrides(self)
+        where = f"iterations.{key}.train"
+        if "data" in over:
+            # sft_set and score read train.data too, for every iteration alike
+            raise ConfigError(f"{where}.data: set train.data for every iteration, not per iteration")
+        merged = build(TrainConfig, _merge(dataclasses.asdict(self.train), over), where)
+        return dataclasses.replace(self, train=merged)
 
 
 def _merge(base: dict, over: Mapping) -> dict:
@@ -672,6 +684,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     try:
         params = build(Params, data, "")
         with_overrides(params)  # a bad override fails now, not when the round's stage runs
+        for key in params.iterations:
+            params.for_step(key)
         if overlap := set(params.iterations) & set(params.rounds):
             raise ConfigError(f"rounds: keys also used by iterations: {sorted(overlap)}")
     except ConfigError as exc:

@@ -25,10 +25,14 @@ HEADER = (
 )
 
 
-def iteration_block(n: int, base_model: str, data_dir: str = "data") -> str:
-    """The YAML text of ``iterations`` for ``n`` iterations starting from ``base_model``."""
+def iteration_block(
+    n: int, base_model: str, data_dir: str = "data", train: dict[int, dict] | None = None
+) -> str:
+    """The YAML text of ``iterations`` for ``n`` iterations starting from ``base_model``; ``train`` maps an
+    iteration number to its own train keys (merged over the ``train`` section for that iteration)."""
     if n < 1:
         raise ConfigError(f"iterations: need at least 1, got {n}")
+    train = train or {}
     lines = [HEADER.rstrip("\n")]
     model_in = base_model
     for t in range(1, n + 1):
@@ -36,11 +40,14 @@ def iteration_block(n: int, base_model: str, data_dir: str = "data") -> str:
         model_out = f"{folder}/train/model"
         lines += [
             f"  iter_{t}:",
-            f"    n: {t:<43} # iteration number t",
+            f"    n: {t:<36} # iteration number t",
             f"    model_in: {model_in:<29} # M_t: generates, is judged, trains from",
             f"    model_out: {model_out:<28} # M_{{t+1}}: the merged model train writes",
             f"    dir: {folder:<34} # this iteration's artifact folder",
         ]
+        if train.get(t):
+            flow = yaml.safe_dump(train[t], default_flow_style=True, width=10**6).strip()
+            lines.append(f"    train: {flow}  # over the train section, for this iteration")
         model_in = model_out
     return "\n".join(lines) + "\n"
 
@@ -75,6 +82,22 @@ def round_block(n: int, base_model: str, setting: str, data_dir: str = "data/ish
     return "\n".join(lines) + "\n"
 
 
+def _train_overrides(items: object, n: int) -> dict[int, dict]:
+    """Each listed iteration's own train keys, kept; a new iteration takes those of the last listed one
+    when that is iteration 2 or later (the settings chosen for later iterations carry on)."""
+    listed = {
+        item["n"]: item
+        for item in (items.values() if isinstance(items, dict) else ())
+        if isinstance(item, dict) and isinstance(item.get("n"), int)
+    }
+    found = {t: item["train"] for t, item in listed.items() if isinstance(item.get("train"), dict)}
+    last = max(listed, default=0)
+    for t in range(last + 1, n + 1):
+        if last >= 2 and found.get(last):
+            found[t] = found[last]
+    return found
+
+
 def _block_span(text: str, name: str = "iterations") -> tuple[int, int]:
     """Start and end offsets of the top-level ``name:`` block (to the next top-level key or EOF)."""
     found = re.search(rf"^{name}:[^\n]*\n", text, flags=re.MULTILINE)
@@ -101,7 +124,7 @@ def write_iterations(params_path: str | Path, n: int, block_name: str = "iterati
     if block_name == "rounds":
         block = round_block(n, base, (loose.get("isheep") or {}).get("setting", IsheepConfig.setting))
     else:
-        block = iteration_block(n, base)
+        block = iteration_block(n, base, train=_train_overrides(loose.get("iterations"), n))
     head = text[:start] if start == len(text) or text[:start].endswith("\n") else text[:start] + "\n"
     new = head + block + text[end:]
     tmp = path.with_name(f".{path.name}.check")

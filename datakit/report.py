@@ -117,21 +117,43 @@ class Block:
 # --- loading ----------------------------------------------------------------------------------------------
 
 
-def read_metrics(path: Path) -> dict[str, Any]:
-    """A stage's metrics.json; {} when the stage has not run yet.
+class Metrics(dict):
+    """A stage's metrics.json. Asking it for a key the file lacks records ``(file, key)`` in ``MISSES``: the
+    report shows "—" in that cell and lists every such key under "Missing metrics", so a renamed or dropped
+    key is visible instead of a silent blank. Keys a stage writes only in some settings are read with
+    ``optional``. A file that does not exist (a stage not run yet) records nothing."""
+
+    def __init__(self, data: dict[str, Any], path: Path | None = None):
+        super().__init__(data)
+        self.path = path
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key not in self and self.path is not None:
+            MISSES.add((str(self.path), key))
+        return super().get(key, default)
+
+    def optional(self, key: str) -> Any:
+        return super().get(key)
+
+
+MISSES: set[tuple[str, str]] = set()  # (metrics file, key) the report asked for and did not find
+
+
+def read_metrics(path: Path) -> Metrics:
+    """A stage's metrics.json; empty when the stage has not run yet.
 
     Raises:
         DataError: the file exists but is not a JSON object.
     """
     if not path.exists():
-        return {}
+        return Metrics({})
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(path, f"not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise DataError(path, f"not valid JSON metrics: expected an object, got {type(data).__name__}")
-    return data
+    return Metrics(data, path)
 
 
 def read_log(path: Path) -> pl.DataFrame | None:
@@ -167,9 +189,11 @@ EVAL_FIELDS = {
 }
 
 
-def _eval_fields(get) -> dict[str, Any]:
-    """The interval, validation and item-count fields of a ModelRow, from ``get(metric name)``."""
-    out = {name: _num(get(key)) for name, key in EVAL_FIELDS.items()}
+def _eval_fields(get, optional=None) -> dict[str, Any]:
+    """The interval, validation and item-count fields of a ModelRow, from ``get(metric name)``; the
+    validation accuracies through ``optional`` (evaluate writes them only when validation splits are set)."""
+    optional = optional or get
+    out = {name: _num((optional if "val" in key else get)(key)) for name, key in EVAL_FIELDS.items()}
     out.update(domain_n=_int(get("domain_accuracy_n")), general_n=_int(get("general_accuracy_n")))
     return out
 
@@ -294,7 +318,7 @@ def model_rows(params: Params, iterations: list[IterationRow]) -> list[ModelRow]
     rows = []
     for model, label, index, eval_dir, ifeval_dir, it in found:
         metrics = read_metrics(eval_dir / "metrics.json")
-        bad = _int(metrics.get("train_bad_cases"))
+        bad = _int(metrics.optional("train_bad_cases"))  # absent with evaluate.train_bad_cases: false
         ifeval = read_metrics(ifeval_dir / "metrics.json")
         rows.append(
             ModelRow(
@@ -311,7 +335,7 @@ def model_rows(params: Params, iterations: list[IterationRow]) -> list[ModelRow]
                 pairs=_int(it.pairs.get("pairs")) if it else None,
                 steps=_int(it.train.get("steps")) if it else None,
                 correct=_local_correct(eval_dir, params.select.threshold),
-                **_eval_fields(metrics.get),
+                **_eval_fields(metrics.get, metrics.optional),
             )
         )
     return rows
@@ -473,8 +497,10 @@ def _fmt(value: float | int | None, spec: str = "") -> str:
 
 
 def _trend(train: dict[str, Any], name: str, spec: str) -> str:
-    """``first → last`` of a quantity train's metrics summarise from the step log."""
-    first, last = _num(train.get(f"{name}_first")), _num(train.get(f"{name}_last"))
+    """``first → last`` of a quantity train's metrics summarise from the step log (not every objective logs
+    every quantity: an SFT run has no rewards)."""
+    get = train.optional if isinstance(train, Metrics) else train.get
+    first, last = _num(get(f"{name}_first")), _num(get(f"{name}_last"))
     if first is None or last is None:
         return MISSING
     return f"{first:{spec}} → {last:{spec}}"
@@ -1100,6 +1126,7 @@ def write_report(params: Params, baselines: bool = True, commits: int = 1) -> st
     Raises:
         DataError: a metrics file that is not valid JSON, or a step log that is not a readable CSV.
     """
+    MISSES.clear()
     iterations = iteration_rows(params)
     models = model_rows(params, iterations)
     baseline_error = None
@@ -1114,5 +1141,15 @@ def write_report(params: Params, baselines: bool = True, commits: int = 1) -> st
     plot_accuracy(models, out / "accuracy.png")
     plot_logps(iterations, out / "logps.png")
     plot_isheep(params, out / "isheep.png")
+    if MISSES:
+        blocks[1:1] = [
+            Block("h2", "Missing metrics"),
+            Block(
+                "p",
+                "These metrics files lack keys the report reads (their cells show —): a stage from another "
+                "datakit version, or a renamed key. Rerun the stage (`dvc repro`) to refresh them.",
+            ),
+            Block("table", headers=("file", "key"), rows=sorted(MISSES)),
+        ]
     write_text_atomic(to_html(blocks), out / "report.html")
     return str(write_text_atomic(to_markdown(blocks), out / "report.md"))

@@ -161,3 +161,54 @@ def test_evaluate_stage_writes_metrics_for_base_and_refuses_a_missing_model(proj
     assert runner.invoke(app, ["evaluate"]).exit_code == 2
     missing = runner.invoke(app, ["evaluate", "--iteration", "iter_1"])
     assert missing.exit_code == 1 and "data/iter_1/train/model" in missing.output
+
+
+def test_evaluate_counts_answers_known_to_be_right(project, tiny_model, tmp_path):
+    """A model taught the reference answers of half the domain test items and of some general items: the
+    evaluation counts exactly those right, with their intervals, and every other answer wrong."""
+    import yaml
+    from conftest import write_params
+    from tiny import build_tiny_model, train_to_answers
+
+    from datakit.config import load_params
+    from datakit.evaluate import judge_match
+    from datakit.generate import answered
+    from datakit.loaders import load_examples
+    from datakit.stats import wilson
+    from stages import evaluate, synth
+
+    synth.run(load_params("params.yaml"))
+    test = load_examples(load_params("params.yaml").data.domain_test, "test")
+    general = load_examples(load_params("params.yaml").data.general_eval, "eval")
+    taught = [*test.head(3).iter_rows(named=True), *general.head(4).iter_rows(named=True)]
+    model = build_tiny_model(tmp_path / "taught", seed=4)
+    cases = [([{"role": "user", "content": r["instruction"]}], r["output"]) for r in taught]
+    train_to_answers(model, cases, steps=200)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["base_model"]["source"] = str(model)
+    params["paths"]["base_model"] = str(model)
+    params["generate"]["max_new_tokens"] = 32
+    params["evaluate"]["train_bad_cases"] = False
+    write_params(project, params)
+
+    metrics = evaluate.run(load_params("params.yaml"), None, progress=False)
+    results = pl.read_parquet(project / "data/evaluate_base/results.parquet")
+    test_right = results.filter(pl.col("set") == "domain_test").sort("id")
+    right_ids = set(test_right.filter(pl.col("score") >= 4)["id"])
+    assert right_ids == set(test.head(3)["id"])  # the taught ones, and only those
+    assert metrics["domain_accuracy"] == 0.5 and metrics["domain_accuracy_n"] == 6
+    low, high = wilson(3, 6)
+    assert (metrics["domain_accuracy_low"], metrics["domain_accuracy_high"]) == (
+        round(low, 4),
+        round(high, 4),
+    )
+    # General: most taught items are right (a 2-layer model may garble one), and the stage's accuracy is the
+    # match judge's share over the very answers it kept.
+    eval_rows = results.filter(pl.col("set") == "general_eval")
+    right = set(eval_rows.filter(pl.col("score") >= 4)["id"])
+    assert len(set(general.head(4)["id"]) & right) >= 3
+    gens = eval_rows.select("id", output="response", finish_reason="finish_reason").with_columns(
+        error=pl.lit(None, pl.Utf8), model=pl.lit("taught"), iteration=pl.lit(0, pl.Int64)
+    )
+    rejudged = judge_match(answered(general, gens, "results"))
+    assert metrics["general_accuracy"] == round((rejudged["score"] >= 4).sum() / general.height, 4)

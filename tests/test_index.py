@@ -190,11 +190,21 @@ def test_retrieve_refuses_a_pool_tagged_by_another_tagger(indexed):
         retrieve_stage.run(load_params(), "iter_1", progress=False)
 
 
-def test_retrieve_refuses_an_index_built_with_another_embedder(indexed, tmp_path):
+def test_retrieve_refuses_an_index_built_with_another_embedder(project, tagger_model, tmp_path):
+    """With the LLM tagger (its fingerprint does not hold the embedder, unlike the embedding tagger's) only the
+    embedder guard can tell that the index's vectors came from another embedder."""
     import shutil
 
     from datakit.embed import minilm_path
 
+    params = tiny_params(project, Path(load_params().base_model.source))
+    params["tag"].update(tagger="llm", model=str(tagger_model))
+    params["tag"]["generation"]["max_new_tokens"] = 24
+    write_params(project, params)
+    synth_stage.run(load_params())
+    tag_stage.run(load_params(), progress=False)
+    index_stage.run(load_params(), progress=False)
+    write_bad_cases(project)
     # A real second embedder: MiniLM with a shorter max_seq_length (same weights and width, other vectors
     # for long texts), so only the recorded fingerprint can tell them apart.
     other = tmp_path / "minilm-128"
@@ -202,9 +212,7 @@ def test_retrieve_refuses_an_index_built_with_another_embedder(indexed, tmp_path
     config = other / "sentence_bert_config.json"
     config.write_text(config.read_text().replace('"max_seq_length": 256', '"max_seq_length": 128'))
     assert '"max_seq_length": 128' in config.read_text()
-    write_bad_cases(indexed)
-    params = tiny_params(indexed, Path(load_params().base_model.source))
     params["embed"]["model"] = str(other)
-    write_params(indexed, params)
-    with pytest.raises(DataError, match="built with (tagger|embedder)"):
+    write_params(project, params)
+    with pytest.raises(DataError, match="built with embedder"):
         retrieve_stage.run(load_params(), "iter_1", progress=False)

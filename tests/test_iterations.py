@@ -75,3 +75,54 @@ def test_cli_writes_the_block(tmp_path, monkeypatch):
     assert result.exit_code == 0 and "iter_4:" in result.output
     assert len(load_params(tmp_path / "params.yaml").iterations) == 4
     assert CliRunner().invoke(app, ["iterations", "0"]).exit_code == 2
+
+
+def test_an_iterations_own_train_keys_apply_to_it_alone_and_carry_on_to_new_ones(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    write_iterations(params, 1)
+    text = params.read_text().replace(
+        "    dir: data/iter_1 ", "    train: {args: {learning_rate: 0.001}}\n    dir: data/iter_1 "
+    )
+    params.write_text(text)
+    write_iterations(params, 2)  # iteration 1's keys are kept; iteration 2 does not inherit iteration 1's
+    p = load_params(params)
+    assert p.iterations["iter_1"].train == {"args": {"learning_rate": 0.001}}
+    assert p.iterations["iter_2"].train == {}
+    later = {"args": {"learning_rate": 3e-5}, "dpo": {"beta": 0.2}}
+    params.write_text(
+        params.read_text().replace(
+            "    dir: data/iter_2 ",
+            "    train: {args: {learning_rate: 3.0e-05}, dpo: {beta: 0.2}}\n    dir: data/iter_2 ",
+        )
+    )
+    write_iterations(params, 4)  # iterations 3 and 4 take iteration 2's keys: the later-iteration settings
+    p = load_params(params)
+    assert p.iterations["iter_4"].train == p.iterations["iter_3"].train == later
+
+    merged = p.for_step("iter_3").train
+    assert merged.args["learning_rate"] == 3e-5 and merged.dpo["beta"] == 0.2
+    assert merged.args["num_train_epochs"] == p.train.args["num_train_epochs"]  # the rest from train
+    assert merged.lora == p.train.lora and merged.objective == p.train.objective
+    assert p.for_step("iter_1").train.args["learning_rate"] == 0.001
+    assert (
+        load_params(ROOT / "params.yaml").for_step("iter_1").train == load_params(ROOT / "params.yaml").train
+    )
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ("{data: domain}", "iterations.iter_2.train.data: set train.data for every iteration"),
+        ("{alpah: 1}", "iterations.iter_2.train.alpah"),
+        ("{alpha: lots}", "iterations.iter_2.train.alpha"),
+    ],
+)
+def test_a_bad_iteration_train_key_is_one_error_naming_it(tmp_path, over, message):
+    import re
+
+    params = tmp_path / "params.yaml"
+    text = re.sub(r"^    train: .*\n", "", (ROOT / "params.yaml").read_text(), flags=re.MULTILINE)
+    params.write_text(text.replace("    dir: data/iter_2 ", f"    train: {over}\n    dir: data/iter_2 ", 1))
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_params(params)

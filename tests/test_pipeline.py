@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import yaml
 from conftest import SHEEP_ANSWERS, SHEEP_SEEDS, write_params
-from dvcrepo import BIN, init_repo, ran, sh
+from dvcrepo import BIN, call, init_repo, ran, sh
 from typer.testing import CliRunner
 
 from datakit.cli import app
@@ -72,6 +72,16 @@ def test_dvc_repro_runs_every_stage_then_nothing(project):
     assert scored["rows"] == pl.read_parquet(project / "data/iter_2/pairs/preference_pairs.parquet").height
     shown = sh(str(BIN / "dvc"), "plots", "show", "--json", cwd=project)
     assert "data/iter_1/train/log.csv" in shown and "data/iter_2/train/logps.png" in shown
+    # The report on what the stages really wrote: every key it reads is there (no "Missing metrics"), and the
+    # rows carry the evaluations' numbers with their intervals.
+    report = call(str(BIN / "datakit"), "report", "--no-baselines", cwd=project)
+    assert report.returncode == 0 and "warning" not in report.stderr, report.stderr
+    md = (project / "data/report/report.md").read_text()
+    assert "Missing metrics" not in md
+    for label, folder in (("M_1 (base)", "evaluate_base"), ("M_3 (after iter_2)", "iter_2/evaluate")):
+        metrics = json.loads((project / f"data/{folder}/metrics.json").read_text())
+        row = next(line for line in md.splitlines() if line.startswith(f"| {label}"))
+        assert f"{100 * metrics['general_accuracy']:.1f} [" in row, row  # the value and its interval
 
     # Nothing changed: nothing runs.
     started = time.perf_counter()
@@ -245,3 +255,36 @@ def test_isheep_recipe_two_rounds_under_dvc_repro(project, sheep_model):
     assert set(gens["model"]) == {"data/isheep/round_1/train/model"}
     again = sh(str(BIN / "dvc"), "repro", "recipes/isheep/dvc.yaml", cwd=project)
     assert "Running stage" not in again
+
+
+def test_a_second_dvc_repro_in_the_workspace_is_refused_and_nothing_is_corrupted(project):
+    """While one `dvc repro` runs, another in the same workspace stops at DVC's lock with a clear message;
+    the first finishes, and its outputs are complete: a third `dvc repro` finds nothing to do."""
+    import subprocess
+
+    from dvcrepo import ENV
+
+    init_repo(project)
+    first = subprocess.Popen(
+        [str(BIN / "dvc"), "repro", "generate@iter_1"],
+        cwd=project,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    for line in first.stdout:  # DVC holds the lock from before the first stage runs until it ends
+        seen.append(line)
+        if "Running stage 'base_model'" in line:
+            break
+    second = call(str(BIN / "dvc"), "repro", "generate@iter_1", cwd=project)
+    rest = first.communicate(timeout=600)[0]
+    assert first.returncode == 0, "".join(seen) + rest
+    assert second.returncode != 0
+    assert "Unable to acquire lock" in second.stderr + second.stdout
+    assert not ran(second.stdout + second.stderr)
+    gens = read_table(project / "data/iter_1/generate/generations.parquet", GENERATIONS)
+    assert gens.height == 12
+    again = sh(str(BIN / "dvc"), "repro", "generate@iter_1", cwd=project)
+    assert not ran(again) and "up to date" in again.lower()

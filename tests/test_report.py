@@ -126,7 +126,7 @@ def _write_run(root: Path) -> None:
     kept_after = {"length": 118, "banned": 110, "format": 100, "duplicate": 90, "rouge": 80}
     _write_json(
         r1 / "synthesize/metrics.json",
-        {"generated": 120, **{f"kept_after_{k}": v for k, v in kept_after.items()}},
+        {"generated": 120, "kept": 80, **{f"kept_after_{k}": v for k, v in kept_after.items()}},
     )
     _write_json(r1 / "assess/metrics.json", {"mean_score": 8.25, "unscored": 12})
     _write_json(r1 / "filter/metrics.json", {"kept": 50})
@@ -212,8 +212,15 @@ def test_report_tables_plots_and_summary(run: Params, tmp_path: Path):
         assert data.startswith(PNG_MAGIC)
         assert matplotlib.image.imread(report / name).ndim == 3
 
+    # These hand-written evaluations have no intervals or item counts: each missing key is listed, by file.
+    missing = md.split("## Missing metrics")[1].split("\n## ")[0]
+    for folder in ("data/evaluate_base", "data/iter_1/evaluate"):
+        for key in ("domain_accuracy_low", "general_accuracy_high", "general_accuracy_n"):
+            assert f"| {folder}/metrics.json | {key} |" in missing
+    assert missing.count("| data/") == 12
+
     page = (report / "report.html").read_text()
-    assert page.count("<table>") == 3
+    assert page.count("<table>") == 4
     assert '<img src="accuracy.png"' in page
     assert "<td>+7.0</td>" in page
     assert "<code>&lt;4</code>" in page  # the threshold, escaped

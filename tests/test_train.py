@@ -349,3 +349,79 @@ def test_poft_trains_in_the_dtype_its_reference_scores_were_computed_in(tmp_path
     assert trl_config(cfg(objective="sft", args=args), tmp_path, "cpu", "sft").bf16 is True
     forced = cfg(objective="poft", args=args, sft={"max_length": 64, "bf16": True})
     assert trl_config(forced, tmp_path, "cpu", "poft").bf16 is True
+
+
+@pytest.mark.parametrize("variant", ["orpo", "mixed", "full", "poft_dpo"])
+def test_train_stage_variants_run_and_train(project, variant, monkeypatch):
+    """Objectives and set-ups no other test trains: ORPO on pairs, the mixed baseline (domain + as many pool
+    rows), full fine-tuning (no LoRA), and poft_dpo, whose DPO phase must start from, and be referenced to,
+    the PoFT phase's model (policy = reference at its first step: the sigmoid loss is exactly log 2)."""
+    import json
+
+    import yaml
+    from conftest import write_params
+
+    from datakit.config import load_params
+    from datakit.pairs import PREFERENCE_PAIRS
+    from datakit.schemas import write_table
+    from stages import base_model, score, sft_set, synth
+    from stages import train as train_stage
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    train = params["train"]
+    train["args"]["max_steps"] = 2
+    for name in ("sft", "dpo", "orpo"):
+        train[name]["max_length"] = 512
+    params["score"]["max_length"] = 512
+    train.update(
+        {
+            "orpo": {"objective": "orpo"},
+            "mixed": {"data": "mixed", "objective": "sft"},
+            "full": {"objective": "sft", "data": "domain", "lora": {}},
+            "poft_dpo": {"objective": "poft_dpo"},
+        }[variant]
+    )
+    write_params(project, params)
+    p = load_params("params.yaml")
+    synth.run(p)
+    base_model.run(p)
+    write_table(tiny_pairs(), project / "data/iter_1/pairs/preference_pairs.parquet", PREFERENCE_PAIRS)
+    sft_set.run(p, "iter_1")
+    score.run(p, "iter_1", progress=False)
+    started_from = []
+    build = train_stage.build_trainer
+
+    def spy(cfg, model, rows, out, device, kind):
+        started_from.append((kind, Path(model).name))
+        return build(cfg, model, rows, out, device, kind)
+
+    monkeypatch.setattr(train_stage, "build_trainer", spy)
+    metrics = train_stage.run(p, "iter_1", progress=False)
+
+    log = pl.read_csv(project / "data/iter_1/train/log.csv")
+    assert log["loss"].is_finite().all()
+    merged = load_file(project / "data/iter_1/train/model/model.safetensors")
+    base = load_file(project / "data/base_model/model.safetensors")
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(merged[q], base[q])
+    adapter = project / "data/iter_1/train/adapter"
+    if variant == "orpo":
+        assert metrics["trainer"] == "orpo" and metrics["steps"] == 2 and metrics["rows"] == 4
+        assert (adapter / "adapter_config.json").exists()
+    elif variant == "mixed":
+        # the 12 domain train problems and as many pool rows
+        assert (metrics["trainer"], metrics["data"], metrics["rows"]) == ("sft", "mixed", 24)
+    elif variant == "full":
+        # every weight trains: the embeddings too (LoRA leaves them), and no adapter is written
+        assert metrics["trainable_parameters"] == sum(t.numel() for t in base.values())
+        assert not torch.equal(merged["model.embed_tokens.weight"], base["model.embed_tokens.weight"])
+        assert adapter.is_dir() and not any(adapter.iterdir())
+    else:
+        assert log["phase"].to_list() == ["poft", "poft", "dpo", "dpo"]
+        assert (
+            metrics["steps"] == 4
+            and json.loads((project / "data/iter_1/train/metrics.json").read_text())["rows_dpo"] == 4
+        )
+        assert started_from == [("poft", "base_model"), ("dpo", "model-poft")]
+        first_dpo = log.filter(pl.col("phase") == "dpo")["loss"][0]
+        assert first_dpo == pytest.approx(math.log(2), abs=1e-4)
