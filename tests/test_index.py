@@ -198,7 +198,7 @@ def test_retrieve_refuses_an_index_built_with_another_embedder(project, tagger_m
     from datakit.embed import minilm_path
 
     params = tiny_params(project, Path(load_params().base_model.source))
-    params["tag"].update(tagger="llm", model=str(tagger_model))
+    params["tag"].update(tagger="llm", model=str(tagger_model), retries=0, max_failure_rate=1.0)
     params["tag"]["generation"]["max_new_tokens"] = 24
     write_params(project, params)
     synth_stage.run(load_params())

@@ -55,7 +55,7 @@ def _build(root: Path, model: Path, stages: list[tuple[str, ...]], **sections) -
     params["synth"].update(math_train=40, math_val=4, math_test=12, pool=120, general_val=6, general_eval=24)
     params["generate"].update(shard_size=2, max_new_tokens=12)
     params["judge"]["generation"].update(shard_size=2)
-    params["tag"]["generation"].update(shard_size=4, max_new_tokens=16)
+    params["tag"]["generation"].update(shard_size=4, max_new_tokens=32)
     params["embed"].update(chunk_size=4)
     params["score"].update(chunk_size=4)
     params["evaluate"]["nll_batch_size"] = 4
@@ -111,22 +111,6 @@ def seeded(tmp_path_factory, sheep_model) -> Path:
         },
         assess={"generation": {"max_new_tokens": 4, "batch_size": 2, "shard_size": 2}},
     )
-
-
-@pytest.fixture(scope="module")
-def tagger_model(tmp_path_factory) -> Path:
-    """A tiny model taught to answer an InsTag prompt with a one-tag JSON list (the random one writes none)."""
-    from tiny import build_tiny_model, train_to_answer
-
-    from datakit.synth import make_general
-    from datakit.tags import INSTAG_PROMPT
-
-    queries = make_general(16, 0, seed=5)[0]["instruction"].to_list()
-    path = build_tiny_model(tmp_path_factory.mktemp("models") / "tagger", seed=2)
-    return train_to_answer(path, [INSTAG_PROMPT.format(query=q) for q in queries], TAGGER_ANSWER, steps=120)
-
-
-TAGGER_ANSWER = '["Arithmetic"]'
 
 
 def _outs(root: Path, stage: str, key: str | None) -> list[Path]:
