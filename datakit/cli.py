@@ -106,6 +106,14 @@ def tag(params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True) -
     _guard(lambda: stage.run(_params(params), progress))
 
 
+@app.command("tag_domain")
+def tag_domain(params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True) -> None:
+    """Tag every domain item (train, validation, test) with its skills, for the weakness map."""
+    from stages import tag_domain as stage
+
+    _guard(lambda: stage.run(_params(params), progress))
+
+
 @app.command("index")
 def index(params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True) -> None:
     """Build the LanceDB tag index over the pool (embeddings cached; ANN above `index.ann_min_rows`)."""
@@ -224,6 +232,17 @@ def ifeval(
 ) -> None:
     """Instruction following checked by code (offline IFEval): prompt- and instruction-level accuracy."""
     _on_one_model("ifeval", iteration, base, params, progress)
+
+
+@app.command("weakness")
+def weakness(
+    iteration: ModelIterationOpt = None,
+    base: BaseOpt = False,
+    params: ParamsOpt = Path("params.yaml"),
+    progress: ProgressOpt = True,
+) -> None:
+    """A model's error rate per skill tag (domain) and per category (general), from its evaluation."""
+    _on_one_model("weakness", iteration, base, params, progress)
 
 
 @app.command("synthesize")

@@ -37,6 +37,7 @@ class Paths:
     evaluate_base: str = "data/evaluate_base"  # the base model's evaluation (evaluate --base)
     report: str = "data/report"  # datakit report: markdown, HTML and PNG plots across iterations
     ifeval_base: str = "data/ifeval_base"  # the base model's instruction-following evaluation (ifeval --base)
+    weakness_base: str = "data/weakness_base"  # the base model's error rates per skill tag (weakness --base)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import polars as pl
 from datakit.config import Params, TrainConfig
 from datakit.errors import ConfigError, DataError
 from datakit.plots import pyplot, save_png
-from datakit.schemas import write_text_atomic
+from datakit.schemas import read_table, write_text_atomic
 from datakit.stats import mcnemar_exact, wilson
 from datakit.train import trainer_kind
 
@@ -1113,6 +1113,145 @@ def plot_logps(iterations: list[IterationRow], path: Path) -> None:
 # --- the command ------------------------------------------------------------------------------------------
 
 
+# --- the weakness map ---------------------------------------------------------------------------------------
+
+WEAKNESS_MIN_ITEMS = 10  # tags with fewer domain test items are left out of the heat map (too few to read)
+
+
+def _weakness_folder(params: Params, model: ModelRow) -> Path:
+    if model.index == 0:
+        return Path(params.paths.weakness_base)
+    return Path(params.iterations[model.model].dir) / "weakness"
+
+
+def weakness_rates(params: Params, models: list[ModelRow]) -> list[tuple[ModelRow, pl.DataFrame]]:
+    """The lineage's models (base, then M_{t+1} per iteration) with their weakness ``rates.csv``, where the
+    weakness stage has run."""
+    out = []
+    for model in sorted((m for m in models if m.index is not None), key=lambda m: m.index):
+        path = _weakness_folder(params, model) / "rates.csv"
+        if path.exists():
+            out.append((model, pl.read_csv(path)))
+    return out
+
+
+def _heat(
+    ax, entries: list[tuple[ModelRow, pl.DataFrame]], set_name: str, title: str, min_items: int
+) -> None:
+    first = entries[0][1].filter((pl.col("set") == set_name) & (pl.col("items") >= min_items))
+    names = first.sort("error_rate", descending=True)["tag"].to_list()
+    if not names:
+        _no_data(ax, f"{set_name} rates")
+        return
+    grid = []
+    for _, rates in entries:
+        rate = dict(rates.filter(pl.col("set") == set_name).select("tag", "error_rate").iter_rows())
+        grid.append([rate.get(name) for name in names])
+    values = [[(v if v is not None else float("nan")) * 100 for v in col] for col in zip(*grid, strict=True)]
+    image = ax.imshow(values, cmap="Reds", vmin=0, vmax=100, aspect="auto")
+    items = dict(first.select("tag", "items").iter_rows())
+    ax.set_yticks(range(len(names)), [f"{n} ({items[n]})" for n in names], fontsize=8)
+    ax.set_xticks(range(len(entries)), [m.label.split(" (")[0] for m, _ in entries], fontsize=8)
+    for y, row in enumerate(values):
+        for x, value in enumerate(row):
+            if value == value:  # not NaN
+                ax.text(x, y, f"{value:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if value > 60 else "black")  # fmt: skip
+    ax.set_title(title, fontsize=10)
+    return image
+
+
+def weakness_blocks(params: Params, entries: list[tuple[ModelRow, pl.DataFrame]]) -> list[Block]:
+    """The report's weakness-map section: the heat map, and per iteration what it fixed and broke."""
+    blocks = [
+        Block("h2", "Weakness map"),
+        Block(
+            "p",
+            "Error rate per skill tag on domain test (the items' tags from `tag_domain`; an item counts under "
+            "each of its tags) and per category on the general evaluation, one column per model. Per iteration: "
+            "the tags whose error rate changed significantly (exact McNemar on the items carrying the tag), and "
+            "the tags most of its preference pairs carried. A tag is one family of items, not an independent "
+            "test: with many tags a few significant changes can be chance.",
+        ),
+    ]
+    table = weakness_table(params, entries)
+    if table is not None:
+        blocks.append(table)
+    blocks.append(Block("img", "weakness.png", "error rate per tag and per general category, per model"))
+    return blocks
+
+
+def plot_weakness(entries: list[tuple[ModelRow, pl.DataFrame]], path: Path) -> None:
+    """Heat maps of the error rate (%): domain test per skill tag (left) and general evaluation per category
+    (right), one column per model of the lineage."""
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 6))
+    if not entries:
+        _no_data(left, "weakness map")
+        _no_data(right, "weakness map")
+    else:
+        _heat(left, entries, "domain_test", f"domain test: error % per tag (items; tags with >= {WEAKNESS_MIN_ITEMS})",
+              WEAKNESS_MIN_ITEMS)  # fmt: skip
+        _heat(right, entries, "general_eval", "general evaluation: error % per category (items)", 1)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def _listed(changes: pl.DataFrame, verdict: str) -> str:
+    part = changes.filter(pl.col("verdict") == verdict)
+    cells = [
+        f"{r['tag']} {100 * r['error_before']:.0f}→{100 * r['error_after']:.0f}% (n = {r['items']}, p = {r['p']:.2g})"
+        for r in part.iter_rows(named=True)
+    ]
+    return "; ".join(cells) or "none"
+
+
+def weakness_table(params: Params, entries: list[tuple[ModelRow, pl.DataFrame]]) -> Block | None:
+    """Per iteration: the domain test tags it fixed and made worse (significant, paired on the same items),
+    how many moved within noise, and the tags most of its pairs came from."""
+    tags_path = Path(params.paths.tag) / "domain_tags.parquet"
+    if len(entries) < 2 or not tags_path.exists():
+        return None
+    from datakit.tags import TAGS
+    from datakit.weakness import tag_changes, tag_groups
+
+    groups = tag_groups(read_table(tags_path, TAGS))
+    rows = []
+    for (before, _), (after, _) in zip(entries, entries[1:], strict=False):
+        if not (
+            before.correct
+            and after.correct
+            and "domain_test" in before.correct
+            and "domain_test" in after.correct
+        ):
+            continue
+        changes = tag_changes(before.correct["domain_test"], after.correct["domain_test"], groups)
+
+        shares_path = _weakness_folder(params, after) / "pair_shares.csv"
+        shares = pl.read_csv(shares_path) if shares_path.exists() else None
+        top = (
+            ", ".join(f"{r['tag']} {100 * r['share']:.0f}%" for r in shares.head(3).iter_rows(named=True))
+            if shares is not None and shares.height
+            else MISSING
+        )
+        rows.append(
+            (
+                f"{after.index} ({after.model}): {before.label.split(' (')[0]} → {after.label.split(' (')[0]}",
+                _listed(changes, "fixed"),
+                _listed(changes, "worse"),
+                str(changes.filter(pl.col("verdict") == "within noise").height),
+                top,
+            )
+        )
+    if not rows:
+        return None
+    return Block(
+        "table",
+        headers=("iteration", "fixed (error before→after)", "worse", "tags within noise", "pairs' top tags"),
+        rows=rows,
+    )
+
+
 def write_report(params: Params, baselines: bool = True, commits: int = 1) -> str:
     """Write report.md, report.html, summary.csv and the PNG plots under ``paths.report``.
 
@@ -1141,6 +1280,9 @@ def write_report(params: Params, baselines: bool = True, commits: int = 1) -> st
     plot_accuracy(models, out / "accuracy.png")
     plot_logps(iterations, out / "logps.png")
     plot_isheep(params, out / "isheep.png")
+    entries = weakness_rates(params, models)
+    plot_weakness(entries, out / "weakness.png")
+    blocks += weakness_blocks(params, entries)
     if MISSES:
         blocks[1:1] = [
             Block("h2", "Missing metrics"),

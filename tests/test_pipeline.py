@@ -93,7 +93,7 @@ def test_dvc_repro_runs_every_stage_then_nothing(project):
     params["evaluate"]["nll_batch_size"] = 3
     write_params(project, params)
     third = sh(str(BIN / "dvc"), "repro", cwd=project)
-    assert ran(third) == {"evaluate_base", "evaluate@iter_1", "evaluate@iter_2"}
+    assert ran(third) == {"evaluate_base", "evaluate@iter_1", "evaluate@iter_2"}  # weakness: same results
 
     # A third iteration appended with `datakit iterations 3` runs its own stages and nothing else.
     sh(str(BIN / "datakit"), "iterations", "3", cwd=project)
@@ -125,18 +125,21 @@ PER_ITERATION = (
     "train",
     "evaluate",
     "ifeval",
+    "weakness",
 )
 COMMANDS = [
-    "synth", "base_model", "tag", "index", *PER_ITERATION, "iterations", "report", "check",
+    "synth", "base_model", "tag", "tag_domain", "index", *PER_ITERATION, "iterations", "report", "check",
     "ifeval", "synthesize", "assess", "filter", "rounds",
 ]  # fmt: skip
 STAGES = (
     "synth",
     "base_model",
     "tag",
+    "tag_domain",
     "index",
     "evaluate_base",
     "ifeval_base",
+    "weakness_base",
     *(f"{s}@{it}" for it in ("iter_1", "iter_2") for s in PER_ITERATION),
 )
 

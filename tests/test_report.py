@@ -27,6 +27,7 @@ OUTPUTS = [
     "report.html",
     "report.md",
     "summary.csv",
+    "weakness.png",
 ]
 
 
