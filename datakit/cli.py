@@ -498,8 +498,10 @@ def check(params: ParamsOpt = Path("params.yaml")) -> None:
         for kind in phases(p.train):
             trl_config(p.train, p.paths.work, "cpu", kind)  # the TRL and PEFT keys, checked by TRL itself
         lora_config(p.train)
-        if p.rounds:
-            r = p.for_step(next(iter(p.rounds)))  # the I-SHEEP overrides merged in
+        # an iteration's own train keys, and the I-SHEEP overrides, merged in
+        steps = [key for key in p.iterations if p.iterations[key].train] + list(p.rounds)[:1]
+        for key in steps:
+            r = p.for_step(key)
             for kind in phases(r.train):
                 trl_config(r.train, r.paths.work, "cpu", kind)
         rounds = f"; {len(p.rounds)} I-SHEEP round(s): {', '.join(p.rounds)}" if p.rounds else ""

@@ -126,3 +126,19 @@ def test_a_bad_iteration_train_key_is_one_error_naming_it(tmp_path, over, messag
     params.write_text(text.replace("    dir: data/iter_2 ", f"    train: {over}\n    dir: data/iter_2 ", 1))
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         load_params(params)
+
+
+def test_check_lets_trl_validate_an_iterations_own_train_keys(tmp_path, monkeypatch):
+    import re
+
+    text = re.sub(r"^    train: .*\n", "", (ROOT / "params.yaml").read_text(), flags=re.MULTILINE)
+    bad = text.replace(
+        "    dir: data/iter_2 ", "    train: {args: {learning_rat: 0.1}}\n    dir: data/iter_2 ", 1
+    )
+    (tmp_path / "params.yaml").write_text(bad)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["check"])
+    assert result.exit_code == 1 and "learning_rat" in result.output
+    (tmp_path / "params.yaml").write_text(text)
+    ok = CliRunner().invoke(app, ["check"])
+    assert ok.exit_code == 0 and "2 iteration(s)" in ok.output, ok.output
