@@ -269,10 +269,9 @@ def test_a_second_dvc_repro_in_the_workspace_is_refused_and_nothing_is_corrupted
     from dvcrepo import ENV
 
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["synth"]["math_train"] = (
-        60  # a generate long enough (seconds) to be running when the second starts
-    )
-    params["generate"]["max_new_tokens"] = 32
+    # A generate long enough (seconds) to be still running when the second starts.
+    params["synth"]["math_train"] = 120
+    params["generate"]["max_new_tokens"] = 48
     write_params(project, params)
     init_repo(project)
     first = subprocess.Popen(
@@ -284,9 +283,9 @@ def test_a_second_dvc_repro_in_the_workspace_is_refused_and_nothing_is_corrupted
         text=True,
     )
     seen = []
-    for line in first.stdout:  # DVC holds the lock from before the first stage runs until it ends
+    for line in first.stdout:  # the stages upstream are done; generate runs under DVC's lock on its files
         seen.append(line)
-        if "Running stage 'base_model'" in line:
+        if "Running stage 'generate@iter_1'" in line:
             break
     second = call(str(BIN / "dvc"), "repro", "generate@iter_1", cwd=project)
     rest = first.communicate(timeout=600)[0]
@@ -296,6 +295,6 @@ def test_a_second_dvc_repro_in_the_workspace_is_refused_and_nothing_is_corrupted
     assert second.returncode != 0 and "is busy, it is being blocked by" in said and "rwlock" in said, said
     assert not ran(said)
     gens = read_table(project / "data/iter_1/generate/generations.parquet", GENERATIONS)
-    assert gens.height == 60
+    assert gens.height == 120
     again = sh(str(BIN / "dvc"), "repro", "generate@iter_1", cwd=project)
     assert not ran(again) and "up to date" in again.lower()
