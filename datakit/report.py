@@ -1148,7 +1148,7 @@ def _heat(
         rate = dict(rates.filter(pl.col("set") == set_name).select("tag", "error_rate").iter_rows())
         grid.append([rate.get(name) for name in names])
     values = [[(v if v is not None else float("nan")) * 100 for v in col] for col in zip(*grid, strict=True)]
-    image = ax.imshow(values, cmap="Reds", vmin=0, vmax=100, aspect="auto")
+    ax.imshow(values, cmap="Reds", vmin=0, vmax=100, aspect="auto")
     items = dict(first.select("tag", "items").iter_rows())
     ax.set_yticks(range(len(names)), [f"{n} ({items[n]})" for n in names], fontsize=8)
     ax.set_xticks(range(len(entries)), [m.label.split(" (")[0] for m, _ in entries], fontsize=8)
@@ -1158,7 +1158,6 @@ def _heat(
                 ax.text(x, y, f"{value:.0f}", ha="center", va="center", fontsize=7,
                         color="white" if value > 60 else "black")  # fmt: skip
     ax.set_title(title, fontsize=10)
-    return image
 
 
 def weakness_blocks(params: Params, entries: list[tuple[ModelRow, pl.DataFrame]]) -> list[Block]:
