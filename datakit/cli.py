@@ -90,6 +90,16 @@ def judge(
     _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
 
 
+@app.command("judge_audit")
+def judge_audit(
+    iteration: IterationOpt, params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True
+) -> None:
+    """Check a model judge (`judge_audit.kind`: self or llm) against the exact judge on M_t's answers."""
+    from stages import judge_audit as stage
+
+    _guard(lambda: stage.run(_params(params, iteration), iteration, progress))
+
+
 @app.command("select")
 def select(iteration: IterationOpt, params: ParamsOpt = Path("params.yaml")) -> None:
     """Keep the bad cases: answers whose score matches `select.threshold` (default <4)."""

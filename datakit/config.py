@@ -165,6 +165,37 @@ class JudgeConfig:
 
 
 @dataclass(frozen=True)
+class JudgeAuditConfig:
+    """The judge audit (stage ``judge_audit``): a model judge checked against the exact judge on the same
+    answers. Everything not set here (rubric, retries, generation settings) comes from ``judge``."""
+
+    kind: Literal["llm", "self"] = (
+        "self"  # the judge audited: self = M_t judges its own answers | llm = ``model``
+    )
+    model: str = ""  # llm: local path / hub id, or a served name (openai); '' = judge.model
+    rows: int = 200  # answers audited, a seeded sample of domain train's (0 = all)
+    seed: int = 0  # which answers the sample takes
+    examples: int = 6  # disagreements kept for the report
+    generation: dict[str, Any] = field(default_factory=dict)  # keys merged over judge.generation
+
+    def __post_init__(self) -> None:
+        if self.rows < 0 or self.examples < 0:
+            raise ValueError(f"rows and examples: must be >= 0, got {self.rows}, {self.examples}")
+
+    def judge(self, base: JudgeConfig) -> JudgeConfig:
+        """The judge the audit grades with: ``base`` with this kind, model and generation keys; it never
+        fails the stage on unparsable answers (their rate is one of the audit's figures)."""
+        generation = build(
+            GenerationConfig,
+            _merge(dataclasses.asdict(base.generation), self.generation),
+            "judge_audit.generation",
+        )
+        return dataclasses.replace(
+            base, kind=self.kind, model=self.model or base.model, generation=generation, max_failure_rate=1.0
+        )
+
+
+@dataclass(frozen=True)
 class SelectConfig:
     threshold: str = "<4"  # a bad case is a score matching this: '<4' (default), '=1', '<3', '<=2'
 
@@ -521,6 +552,7 @@ class Params:
     base_model: BaseModelConfig = field(default_factory=BaseModelConfig)
     generate: GenerationConfig = field(default_factory=GenerationConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    judge_audit: JudgeAuditConfig = field(default_factory=JudgeAuditConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
@@ -687,6 +719,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         with_overrides(params)  # a bad override fails now, not when the round's stage runs
         for key in params.iterations:
             params.for_step(key)
+        params.judge_audit.judge(params.judge)  # a bad generation key fails now too
         if overlap := set(params.iterations) & set(params.rounds):
             raise ConfigError(f"rounds: keys also used by iterations: {sorted(overlap)}")
     except ConfigError as exc:

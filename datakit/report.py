@@ -394,7 +394,10 @@ def baseline_rows(
             if key not in ("train.objective", "train.data")
             and (value := cell(exp, DVC_PARAMS_FILE, key)) is not None
             and parent is not None
-            and value != cell(parent, DVC_PARAMS_FILE, key)
+            # A key its commit lacks came with an uncommitted params.yaml (a newer datakit's section), not
+            # from `-S`: no setting of this experiment.
+            and (base := cell(parent, DVC_PARAMS_FILE, key)) is not None
+            and value != base
         )
         shown = ", ".join([trained(objective, data), *(f"{k}={v}" for k, v in changed)])
         rows.append(
@@ -673,6 +676,15 @@ def in_words(models: list[ModelRow]) -> str:
     return " ".join(parts)
 
 
+def _bad_cases_cell(select: Metrics) -> str:
+    """The bad-case count; with a model judge on a checkable domain, how many of them are right answers."""
+    bad = _int(select.get("bad_cases"))
+    right = _int(select.optional("bad_cases_exact_right"))
+    if bad is None or right is None:
+        return _fmt(bad)
+    return f"{bad} ({right} right by the exact judge)"
+
+
 def iteration_table(iterations: list[IterationRow]) -> Block:
     """What each iteration trained on and how the log-probs of chosen and rejected answers moved."""
     rows = []
@@ -684,7 +696,7 @@ def iteration_table(iterations: list[IterationRow]) -> Block:
         rows.append(
             (
                 f"{it.n} ({it.key})" if it.ran else f"{it.n} ({it.key}) — not run",
-                _fmt(_int(it.select.get("bad_cases"))),
+                _bad_cases_cell(it.select),
                 MISSING if pairs is None else f"{pairs} ({split})",
                 _fmt(_int(it.train.get("steps"))),
                 _trend(it.train, "loss", ".3f"),
@@ -1251,6 +1263,123 @@ def weakness_table(params: Params, entries: list[tuple[ModelRow, pl.DataFrame]])
     )
 
 
+# --- the judge audit ---------------------------------------------------------------------------------------
+
+AUDIT_TEXT_CHARS = 120  # an example's instruction, answer and feedback are cut to this in the report
+
+
+def judge_audits(params: Params) -> list[tuple[str, int, Metrics]]:
+    """(iteration key, n, judge_audit/metrics.json) for each iteration whose audit has run."""
+    out = []
+    for key, it in params.iterations.items():
+        metrics = read_metrics(Path(it.dir) / "judge_audit" / "metrics.json")
+        if metrics:
+            out.append((key, it.n, metrics))
+    return out
+
+
+def _share(k: int | None, n: int | None, share: float | None) -> str:
+    if k is None or n is None:
+        return MISSING
+    return f"{k}/{n}" + ("" if share is None else f" ({100 * share:.0f}%)")
+
+
+def _cut(text: Any) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= AUDIT_TEXT_CHARS else text[:AUDIT_TEXT_CHARS] + "…"
+
+
+def judge_audit_blocks(audits: list[tuple[str, int, Metrics]]) -> list[Block]:
+    """The report's judge-audit section: per iteration the audited judge against the exact judge, its score
+    against right/wrong, and a few answers they disagree on."""
+    if not audits:
+        return []
+    rows, examples = [], []
+    for key, n, m in audits:
+        kappa = _num(m.get("kappa"))
+        rows.append(
+            (
+                f"{n} ({key})",
+                str(m.get("judge", MISSING)),
+                f"{_fmt(_int(m.get('rows')))} ({_fmt(_int(m.get('exact_wrong')))} wrong)",
+                _share(_int(m.get("unscored")), _int(m.get("rows")), _num(m.get("unscored_rate"))),
+                _ci(_num(m.get("agreement")), _num(m.get("agreement_low")), _num(m.get("agreement_high"))),
+                MISSING
+                if kappa is None
+                else f"{kappa:.2f} [{_num(m.get('kappa_low')):.2f}, {_num(m.get('kappa_high')):.2f}]",
+                _share(_int(m.get("false_bad")), _int(m.get("judge_bad")), _num(m.get("false_bad_share"))),
+                _share(_int(m.get("missed")), _int(m.get("exact_wrong")), _num(m.get("missed_share"))),
+            )
+        )
+        for e in (m.get("examples") or [])[:3]:
+            examples.append(
+                (
+                    f"{n}",
+                    str(e.get("disagreement")),
+                    _cut(e.get("instruction")),
+                    _cut(e.get("response")),
+                    f"{_cut(e.get('reference'))} (read: {e.get('extracted') or 'no number'})",
+                    _fmt(_int(e.get("judge_score"))),
+                    _cut(e.get("feedback") or e.get("error")),
+                )
+            )
+    labels = [str(s) for s in range(1, 6)] + ["unscored"]
+    matrix = [
+        (label, *(f"{(m.get('confusion') or {}).get(label, {}).get('wrong', 0)} / "
+                  f"{(m.get('confusion') or {}).get(label, {}).get('right', 0)}" for _, _, m in audits))
+        for label in labels
+    ]  # fmt: skip
+    threshold = audits[0][2].get("threshold", MISSING)
+    blocks = [
+        Block("h2", "Judge audit (`judge_audit`: a model judge against the exact judge)"),
+        Block(
+            "p",
+            f"The same answers of M_t on domain train, graded by the exact judge (the truth) and by the audited "
+            f"judge, both taken at the bad-case threshold `{threshold}`. Agreement (95% Wilson interval) and "
+            "Cohen's kappa (95% interval) are over the answers the judge scored. Right answers called bad: of the "
+            "judge's bad cases, how many the exact judge calls right (training data from the judge's mistakes). "
+            "Errors missed: of the wrong answers, how many would not become bad cases (scored above the threshold, "
+            "or unscored).",
+        ),
+        Block(
+            "table",
+            headers=(
+                "iteration",
+                "audited judge",
+                "answers",
+                "unscored",
+                "agreement",
+                "kappa",
+                "right answers called bad",
+                "errors missed",
+            ),
+            rows=rows,
+        ),
+        Block(
+            "p", "The audited judge's score against the exact verdict (wrong / right answers), per iteration:"
+        ),
+        Block("table", headers=("judge score", *(f"iteration {n}" for _, n, _ in audits)), rows=matrix),
+    ]
+    if examples:
+        blocks += [
+            Block("p", "Answers the two judges disagree on (right answers called bad first):"),
+            Block(
+                "table",
+                headers=(
+                    "iteration",
+                    "disagreement",
+                    "instruction",
+                    "answer",
+                    "reference",
+                    "judge score",
+                    "judge said",
+                ),
+                rows=examples,
+            ),
+        ]
+    return blocks
+
+
 def write_report(params: Params, baselines: bool = True, commits: int = 1) -> str:
     """Write report.md, report.html, summary.csv and the PNG plots under ``paths.report``.
 
@@ -1282,6 +1411,7 @@ def write_report(params: Params, baselines: bool = True, commits: int = 1) -> st
     entries = weakness_rates(params, models)
     plot_weakness(entries, out / "weakness.png")
     blocks += weakness_blocks(params, entries)
+    blocks += judge_audit_blocks(judge_audits(params))
     if MISSES:
         blocks[1:1] = [
             Block("h2", "Missing metrics"),

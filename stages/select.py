@@ -1,7 +1,9 @@
 """select — keep M_t's bad cases: answers whose judge score matches ``select.threshold`` ('<4' default).
 
 Reads: ``data.domain_train``, ``<iteration dir>/generate/generations.parquet``, ``<iteration dir>/judge/judgments.parquet``.
-Writes: ``<iteration dir>/select/bad_cases.parquet`` and ``metrics.json`` (bad-case count and rate).
+Writes: ``<iteration dir>/select/bad_cases.parquet`` and ``metrics.json`` (bad-case count and rate; with a
+model judge (``llm``, ``self``) on a domain an exact judge can check, also how many bad cases the exact judge
+calls right: training data that comes from the judge's mistakes).
 Run: ``datakit select --iteration iter_1`` (``dvc repro select@iter_1``).
 """
 
@@ -14,6 +16,7 @@ import polars as pl
 
 from datakit.config import Params
 from datakit.generate import answered
+from datakit.judge_audit import exact_right
 from datakit.loaders import load_examples
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import BAD_CASES, GENERATIONS, JUDGMENTS, read_table, write_table
@@ -34,16 +37,18 @@ def run(params: Params, iteration: str) -> pl.DataFrame:
     out_dir = Path(it.dir) / NAME
     write_table(bad, out_dir / "bad_cases.parquet", BAD_CASES)
     scored = int(judgments["score"].is_not_null().sum())
-    write_json(
-        {
-            "judged": judgments.height,
-            "scored": scored,
-            "bad_cases": bad.height,
-            "bad_case_rate": round(bad.height / max(scored, 1), 4),
-            "threshold": params.select.threshold,
-        },
-        out_dir / "metrics.json",
-    )
+    metrics = {
+        "judged": judgments.height,
+        "scored": scored,
+        "bad_cases": bad.height,
+        "bad_case_rate": round(bad.height / max(scored, 1), 4),
+        "threshold": params.select.threshold,
+    }
+    if params.judge.kind != "math":
+        right = exact_right(rows.filter(pl.col("id").is_in(bad["id"].implode())))
+        if right is not None:
+            metrics["bad_cases_exact_right"] = right
+    write_json(metrics, out_dir / "metrics.json")
     summary_line(
         NAME,
         rows_in=judgments.height,

@@ -361,13 +361,17 @@ def test_baseline_rows_from_exp_show(run: Params, tmp_path: Path):
         {**common, "Experiment": None, "rev": "workspace", "typ": "baseline", "Created": None,
          "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.09, "train.objective": "dpo_sft"},
         {**common, "Experiment": None, "rev": "master", "typ": "baseline",
-         "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.09, "train.objective": "dpo_sft"},
+         "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.09, "train.objective": "dpo_sft",
+         "train.args.learning_rate": 0.0003},
+        # Its own setting (the learning rate) is shown; a key its commit lacks (the experiment ran with an
+        # uncommitted params.yaml that had a newer section) is not one of its settings.
         {**common, "Experiment": "continued-sft", "rev": "62186a8", "typ": "branch_commit",
          "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.05,
          "data/iter_1/evaluate/metrics.json:general_accuracy": 0.4,
          "data/iter_1/evaluate/metrics.json:train_bad_cases": 270.0,
          "data/iter_1/train/metrics.json:steps": 30.0,
-         "general_nll": 2.7, "train.objective": "sft"},
+         "general_nll": 2.7, "train.objective": "sft", "train.args.learning_rate": 0.001,
+         "paths.weakness_base": "data/weakness_base"},
         # Still running (or killed): dvc shows its parent's metrics, which are not its own.
         {**common, "Experiment": "lr-1e-3", "rev": "f91209f", "typ": "branch_commit", "State": "Running",
          "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.09, "train.objective": "dpo_sft"},
@@ -380,7 +384,8 @@ def test_baseline_rows_from_exp_show(run: Params, tmp_path: Path):
     ]  # fmt: skip
     (row,) = baseline_rows(experiments, run, tmp_path)
     assert row.model == "continued-sft"
-    assert row.label == "continued-sft (sft on pairs)"
+    assert row.label == "continued-sft (sft on pairs, train.args.learning_rate=0.001)"
+    assert row.settings == (("train.args.learning_rate", "0.001"),)
     assert (row.domain_accuracy, row.general_accuracy, row.general_nll) == (0.05, 0.4, 2.7)
     assert (row.train_bad_cases, row.steps, row.pairs, row.index) == (270, 30, None, None)
 
