@@ -610,30 +610,91 @@ def apt_vs_baselines(models: list[ModelRow]) -> Block | None:
     return Block("table", headers=headers, rows=rows)
 
 
-def sweep_choice(models: list[ModelRow]) -> dict[str, list[ModelRow]]:
+# A sweep experiment's name (``datakit sweep``): its run and grid point; a beta suffix when several were tried.
+SWEEP_NAME = re.compile(
+    r"sweep-(?P<run>.+?)-lr(?P<lr>[0-9.]+(?:e-?\d+)?)-ep(?P<epochs>\d+)(?:-b(?P<beta>.+))?"
+)
+
+
+def _grid_point(lr: Any, epochs: Any) -> tuple[str, str]:
+    return f"{float(lr):g}", str(int(epochs))
+
+
+def sweep_choice(models: list[ModelRow], params: Params | None = None) -> dict[str, list[ModelRow]]:
     """The sweep experiments (``sweep-<run>-...``, ``datakit sweep``) by run, the one chosen first: the best
-    domain validation accuracy, then general validation accuracy, then the name (test is never looked at)."""
+    domain validation accuracy, then general validation accuracy, then the name (test is never looked at).
+
+    With ``params``, the lineage's own iteration 1 is APT's point at params.yaml's learning rate and epochs
+    (an experiment at that point changes nothing, so it is never listed as one)."""
     runs: dict[str, list[ModelRow]] = {}
     for m in models:
-        found = re.fullmatch(r"sweep-(.+?)-lr.*", m.model) if m.index is None else None
+        found = SWEEP_NAME.fullmatch(m.model) if m.index is None else None
         if found:
-            runs.setdefault(found.group(1), []).append(m)
+            runs.setdefault(found.group("run"), []).append(m)
+    first = next((m for m in models if m.index == 1 and m.evaluated), None)
+    if runs and params is not None and first is not None:
+        args = params.train.args
+        point = _grid_point(args.get("learning_rate", 0), args.get("num_train_epochs", 1))
+        if point not in sweep_grids({"apt": runs.get("apt", [])}).get("apt", set()):
+            own = (("train.args.learning_rate", point[0]), ("train.args.num_train_epochs", point[1]))
+            runs.setdefault("apt", []).append(dataclasses.replace(first, settings=own))
     for rows in runs.values():
         rows.sort(key=lambda m: (-(m.domain_val_accuracy or 0.0), -(m.general_val_accuracy or 0.0), m.model))
     return runs
 
 
-def sweep_table(models: list[ModelRow]) -> Block | None:
+def sweep_grids(runs: dict[str, list[ModelRow]]) -> dict[str, set[tuple[str, str]]]:
+    """Per run, the (learning rate, epochs) points it was trained at."""
+    grids: dict[str, set[tuple[str, str]]] = {}
+    for run, rows in runs.items():
+        for m in rows:
+            found = SWEEP_NAME.fullmatch(m.model)
+            if found:
+                point = _grid_point(found.group("lr"), found.group("epochs"))
+            else:  # the lineage's iteration 1
+                point = tuple(v for _, v in m.settings)  # type: ignore[assignment]
+            grids.setdefault(run, set()).add(point)
+    return grids
+
+
+def matched_budget(runs: dict[str, list[ModelRow]]) -> str:
+    """In words: whether every run was trained at the same learning-rate x epochs points, and if not, which
+    points each run still lacks."""
+    grids = sweep_grids(runs)
+    every = set().union(*grids.values())
+    points = ", ".join(f"{lr} x {ep}" for lr, ep in sorted(every, key=lambda p: (float(p[0]), int(p[1]))))
+    missing = {
+        run: sorted(every - grid, key=lambda p: (float(p[0]), int(p[1])))
+        for run, grid in grids.items()
+        if every - grid
+    }
+    if not missing:
+        return f"Every run trained at the same points (learning rate x epochs: {points}): matched budget."
+    lacks = "; ".join(
+        f"{run} lacks {', '.join(f'{lr} x {ep}' for lr, ep in pts)}" for run, pts in missing.items()
+    )
+    return (
+        f"The grid is not complete, so the budgets are not matched yet (points tried: {points}): {lacks}. A run's "
+        "choice is among its own points only."
+    )
+
+
+def sweep_table(models: list[ModelRow], params: Params | None = None) -> Block | None:
     """Each sweep run's settings with validation and test accuracy, the chosen setting marked; None without
     sweep experiments."""
-    runs = sweep_choice(models)
+    runs = sweep_choice(models, params)
     if not runs:
         return None
+
+    def setting(m: ModelRow) -> str:
+        shown = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in m.settings) or m.model
+        return f"{m.label.split(' (')[0]}: {shown}" if m.index is not None else shown
+
     rows = [
         (
             run,
             "chosen" if i == 0 else "",
-            ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in m.settings) or m.model,
+            setting(m),
             _pct(m.domain_val_accuracy),
             _pct(m.general_val_accuracy),
             _ci(m.domain_accuracy, m.domain_low, m.domain_high),
@@ -814,15 +875,15 @@ def report_blocks(
     versus = apt_vs_baselines(models)
     if versus is not None:
         blocks += [Block("h2", "APT against the baselines (paired, same items)"), versus]
-    tuned = sweep_table(models)
+    tuned = sweep_table(models, params)
     if tuned is not None:
         blocks += [
             Block("h2", "Tuning (`datakit sweep`: iteration 1, chosen on validation)"),
             Block(
                 "p",
-                "Every run trained on the same grid (matched budget). Per run the setting with the best domain "
-                "validation accuracy (then general validation) is chosen; the test columns are shown, never "
-                "used to choose.",
+                matched_budget(sweep_choice(models, params))
+                + " Per run the setting with the best domain validation accuracy (then general validation) is "
+                "chosen; the test columns are shown, never used to choose.",
             ),
             tuned,
         ]

@@ -78,6 +78,7 @@ def test_dvc_repro_runs_every_stage_then_nothing(project):
     assert report.returncode == 0 and "warning" not in report.stderr, report.stderr
     md = (project / "data/report/report.md").read_text()
     assert "Missing metrics" not in md
+    assert "| 2 (iter_2) | self:data/iter_1/train/model | 12 (" in md  # the judge audit of each iteration
     for label, folder in (("M_1 (base)", "evaluate_base"), ("M_3 (after iter_2)", "iter_2/evaluate")):
         metrics = json.loads((project / f"data/{folder}/metrics.json").read_text())
         row = next(line for line in md.splitlines() if line.startswith(f"| {label}"))
@@ -116,6 +117,7 @@ def test_dvc_repro_runs_every_stage_then_nothing(project):
 PER_ITERATION = (
     "generate",
     "judge",
+    "judge_audit",
     "select",
     "retrieve",
     "generate_similar",

@@ -1,6 +1,7 @@
 """datakit sweep / ablations: the experiment grids, and a real sweep as DVC experiments in a temp repo, resumed,
 then read back by the report with the setting chosen on validation."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from dvcrepo import BIN, init_repo, sh
 
 from datakit.config import load_params
 from datakit.errors import DatakitError
-from datakit.report import read_baselines, sweep_choice, write_report
+from datakit.report import matched_budget, read_baselines, sweep_choice, write_report
 from datakit.sweep import ablation_grid, run_all, sweep_grid
 
 
@@ -122,7 +123,20 @@ def test_a_sweep_runs_resumes_and_the_report_chooses_on_validation(tmp_path, mon
     write_report(params, baselines=True)
     md = Path("data/report/report.md").read_text()
     tuning = [line for line in md.splitlines() if line.startswith("| apt |")]
-    assert len(tuning) == 2 and "chosen" in tuning[0] and "learning_rate=0.001" in tuning[0]
+    assert len(tuning) == 3 and "chosen" in tuning[0] and "learning_rate=0.001" in tuning[0]
+    # The lineage's own iteration 1 is APT's point at params.yaml's setting (validation 35%, between the two).
+    assert "learning_rate=0.0003, num_train_epochs=1" in tuning[1] and "| 35.0 |" in tuning[1]
+    assert "learning_rate=0.0001" in tuning[2]
+    # One run only: its points are the grid. Another run at one point of it: the budgets are not matched.
+    assert (
+        "Every run trained at the same points (learning rate x epochs: 0.0001 x 1, 0.0003 x 1, 0.001 x 1)"
+        in md
+    )
+    other = [dataclasses.replace(by_name["sweep-apt-lr0.001-ep1"], model="sweep-domain-sft-lr0.001-ep1")]
+    runs = sweep_choice(rows + other)
+    assert matched_budget(runs).endswith(
+        "domain-sft lacks 0.0001 x 1. A run's choice is among its own points only."
+    )
 
     with pytest.raises(DatakitError, match="experiment sweep-apt-lr0.5-ep1 failed: .*learning_rate=0.5"):
         run_all(sweep_grid(params, ["apt"], [0.5], [1], [0.1]), dvc=dvc, echo=lambda _: None)
