@@ -247,36 +247,83 @@ class VLLMBackend:
             raise DatakitError(f"model '{model}': vllm cannot load it ({exc})") from exc
         if in_process:
             _IN_PROCESS[key] = self.llm
+        self.cpu = cpu
 
     def generate(
         self, conversations: Sequence[Conversation], advance: Advance | None = None, **overrides: float
     ) -> list[Completion]:
         advance = advance or _noop
         temperature, seed = sampling(self.cfg, overrides)
-        params = self._vllm.SamplingParams(
-            temperature=temperature, top_p=self.cfg.top_p, max_tokens=self.cfg.max_new_tokens, seed=seed
-        )
         starts = {prefilled(c) for c in conversations}
         if len(starts) > 1:
             raise DatakitError("vllm: a batch mixes prefilled answers and plain prompts")
         cont = starts == {True}
-        outs = self.llm.chat(
-            list(conversations),
-            params,
-            use_tqdm=False,
-            add_generation_prompt=not cont,
-            continue_final_message=cont,
-        )
+        groups = [list(conversations)]
+        if self.cpu and temperature > 0:
+            groups = self._unchunked(groups[0], cont)
         results = []
-        for out in outs:
-            o = out.outputs[0]
-            results.append(
-                Completion(
-                    o.text.strip(), len(o.token_ids), "length" if o.finish_reason == "length" else "stop"
-                )
+        for group in groups:
+            # A prompt longer than the engine's step budget is prefilled in chunks whatever we do: on the CPU
+            # it samples unseeded (see _unchunked).
+            alone_too_long = (
+                self.cpu and temperature > 0 and self._prompt_tokens(group[0], cont) > self._budget()[0]
             )
-        advance(len(results), sum(r.n_tokens for r in results))
+            params = self._vllm.SamplingParams(
+                temperature=temperature,
+                top_p=self.cfg.top_p,
+                max_tokens=self.cfg.max_new_tokens,
+                seed=None if alone_too_long else seed,
+            )
+            outs = self.llm.chat(
+                group, params, use_tqdm=False, add_generation_prompt=not cont, continue_final_message=cont
+            )
+            done = []
+            for out in outs:
+                o = out.outputs[0]
+                done.append(
+                    Completion(
+                        o.text.strip(), len(o.token_ids), "length" if o.finish_reason == "length" else "stop"
+                    )
+                )
+            advance(len(done), sum(r.n_tokens for r in done))
+            results += done
         return results
+
+    def _budget(self) -> tuple[int, int]:
+        """The scheduler's tokens per step and sequences at once."""
+        sched = self.llm.llm_engine.vllm_config.scheduler_config
+        return sched.max_num_batched_tokens, sched.max_num_seqs
+
+    def _prompt_tokens(self, conv: Conversation, cont: bool) -> int:
+        return len(
+            self.llm.get_tokenizer().apply_chat_template(
+                conv,
+                add_generation_prompt=not cont,
+                continue_final_message=cont,
+                tokenize=True,
+                return_dict=False,
+            )
+        )
+
+    def _unchunked(self, conversations: list[Conversation], cont: bool) -> list[list[Conversation]]:
+        """Sampled prompts on the CPU, in groups whose prompts all fit one scheduler step.
+
+        vLLM (0.32, CPU) fails a seeded sampled request whose prefill is split over steps ("CPU Generator does
+        not use offset": it rewinds the generator of a partly prefilled request, which only CUDA generators
+        allow). A group whose prompt tokens fit the step budget is prefilled whole in its first step, and
+        after that only decodes, so no request is ever partly prefilled and each keeps its own seed. Greedy
+        requests never sample, so they are sent as they are."""
+        budget, max_seqs = self._budget()
+        groups: list[list[Conversation]] = []
+        used = budget + 1
+        for conv in conversations:
+            n = self._prompt_tokens(conv, cont)
+            if used + n > budget or len(groups[-1]) >= max_seqs:
+                groups.append([])
+                used = 0
+            groups[-1].append(conv)
+            used += n
+        return groups
 
 
 class OpenAIBackend:

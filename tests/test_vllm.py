@@ -92,6 +92,24 @@ def test_vllm_sampling_is_seeded(engines):
     assert first != other and first != greedy
 
 
+def test_vllm_sampled_prompts_beyond_one_scheduler_step_keep_their_seeds(engines):
+    """More sampled prompt tokens than one scheduler step takes (the judge's retries over a shard): vLLM on the
+    CPU fails a seeded request whose prefill is split over steps, so the backend sends them in groups that
+    fit one step; greedy requests go as one batch."""
+    b = engines["vllm"]
+    budget, _ = b._budget()
+    words = " ".join(f"w{i}" for i in range(40))
+    one = [[{"role": "user", "content": f"{i}: {words}"}] for i in range(1)]
+    n = budget // b._prompt_tokens(one[0], False) + 5  # past one step's budget
+    convs = [[{"role": "user", "content": f"{i}: {words}"}] for i in range(n)]
+    groups = b._unchunked(convs, False)
+    assert len(groups) >= 2 and sum(map(len, groups)) == n
+    assert all(sum(b._prompt_tokens(c, False) for c in g) <= budget for g in groups)
+    first = b.generate(convs, temperature=1.0, seed=7)
+    assert len(first) == n and first == b.generate(convs, temperature=1.0, seed=7)
+    assert len(b.generate(convs)) == n  # greedy: one call, never split by the backend
+
+
 def test_vllm_bad_model_folder_is_one_clear_error(tmp_path):
     from datakit.errors import DatakitError
 
