@@ -15,7 +15,7 @@ STAMP := $(VENV)/.datakit-installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup lock run probe isheep baselines sweep ablations poft-study report test test-all lint bench clean
+.PHONY: setup lock run probe isheep audit baselines sweep ablations poft-study report test test-all lint bench clean
 
 $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ probe: setup
 isheep: setup
 	$(BIN)/dvc repro ifeval_base recipes/isheep/dvc.yaml
 	$(BIN)/dvc metrics show
+	$(BIN)/datakit report
+
+# The judge audit (recipes/audit/dvc.yaml): each iteration's model judge (judge_audit.kind: self by default)
+# checked against the exact judge on the same answers; after `make run`, it audits the iterations run.
+audit: setup
+	$(BIN)/dvc repro recipes/audit/dvc.yaml
 	$(BIN)/datakit report
 
 # The comparison runs, each one param away from APT, as DVC experiments on iteration 1 (in a temp copy of

@@ -214,7 +214,7 @@ class VLLMBackend:
             ) from exc
         self.cfg, self.model, self._vllm = cfg, model, vllm
         v = cfg.vllm
-        cpu = current_platform.is_cpu()
+        self.cpu = cpu = current_platform.is_cpu()
         if cpu:
             # The engine core in this process: as its own process it would be bound to one core, the other
             # kept for the scheduler (half the decoding speed on 2 cores), and started by spawn, which fails
@@ -247,7 +247,6 @@ class VLLMBackend:
             raise DatakitError(f"model '{model}': vllm cannot load it ({exc})") from exc
         if in_process:
             _IN_PROCESS[key] = self.llm
-        self.cpu = cpu
 
     def generate(
         self, conversations: Sequence[Conversation], advance: Advance | None = None, **overrides: float

@@ -77,8 +77,14 @@ def test_dvc_repro_runs_every_stage_then_nothing(project):
     report = call(str(BIN / "datakit"), "report", "--no-baselines", cwd=project)
     assert report.returncode == 0 and "warning" not in report.stderr, report.stderr
     md = (project / "data/report/report.md").read_text()
-    assert "Missing metrics" not in md
-    assert "| 2 (iter_2) | self:data/iter_1/train/model | 12 (" in md  # the judge audit of each iteration
+    assert "Missing metrics" not in md and "Judge audit" not in md
+    # The judge audit is its own recipe: it audits each iteration's self judge, and the report shows it.
+    shutil.copytree(Path(__file__).parents[1] / "recipes", project / "recipes")
+    audit = sh(str(BIN / "dvc"), "repro", "recipes/audit/dvc.yaml", cwd=project)
+    assert ran(audit) == {f"recipes/audit/dvc.yaml:judge_audit@{it}" for it in ("iter_1", "iter_2")}
+    call(str(BIN / "datakit"), "report", "--no-baselines", cwd=project)
+    md = (project / "data/report/report.md").read_text()
+    assert "| 2 (iter_2) | self:data/iter_1/train/model | 12 (" in md and "Missing metrics" not in md
     for label, folder in (("M_1 (base)", "evaluate_base"), ("M_3 (after iter_2)", "iter_2/evaluate")):
         metrics = json.loads((project / f"data/{folder}/metrics.json").read_text())
         row = next(line for line in md.splitlines() if line.startswith(f"| {label}"))
@@ -117,7 +123,6 @@ def test_dvc_repro_runs_every_stage_then_nothing(project):
 PER_ITERATION = (
     "generate",
     "judge",
-    "judge_audit",
     "select",
     "retrieve",
     "generate_similar",
@@ -131,7 +136,7 @@ PER_ITERATION = (
 )
 COMMANDS = [
     "synth", "base_model", "tag", "tag_domain", "index", *PER_ITERATION, "iterations", "report", "check",
-    "ifeval", "synthesize", "assess", "filter", "rounds",
+    "ifeval", "synthesize", "assess", "filter", "rounds", "judge_audit",
 ]  # fmt: skip
 STAGES = (
     "synth",
@@ -155,7 +160,7 @@ def test_every_command_has_help(command):
         assert "--params" in result.output
 
 
-@pytest.mark.parametrize("pipeline", ["dvc.yaml", "recipes/isheep/dvc.yaml"])
+@pytest.mark.parametrize("pipeline", ["dvc.yaml", "recipes/isheep/dvc.yaml", "recipes/audit/dvc.yaml"])
 def test_cli_commands_match_dvc_stage_names(pipeline):
     stages = yaml.safe_load((Path(__file__).parents[1] / pipeline).read_text())["stages"]
     for name, stage in stages.items():
