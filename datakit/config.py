@@ -157,6 +157,9 @@ class JudgeConfig:
         default_factory=lambda: GenerationConfig(max_new_tokens=384, batch_size=16)
     )  # the llm/self judge's own generation settings, any backend
     rubric: str = ""  # llm judge rubric; '' = the built-in correctness rubric
+    # feedback_first = Prometheus (feedback, then [RESULT] N) | score_first = the answer is started with
+    # "[RESULT] " so the score is the judge's first token
+    format: Literal["feedback_first", "score_first"] = "feedback_first"
     retries: int = 2  # sampled re-asks for an unparsable judge answer
     max_failure_rate: float = 0.1  # share of unscored rows above which the stage fails
 
@@ -176,6 +179,7 @@ class JudgeAuditConfig:
     rows: int = 200  # answers audited, a seeded sample of domain train's (0 = all)
     seed: int = 0  # which answers the sample takes
     examples: int = 6  # disagreements kept for the report
+    format: Literal["", "feedback_first", "score_first"] = ""  # the judge's answer format; '' = judge.format
     generation: dict[str, Any] = field(default_factory=dict)  # keys merged over judge.generation
 
     def __post_init__(self) -> None:
@@ -191,7 +195,12 @@ class JudgeAuditConfig:
             "judge_audit.generation",
         )
         return dataclasses.replace(
-            base, kind=self.kind, model=self.model or base.model, generation=generation, max_failure_rate=1.0
+            base,
+            kind=self.kind,
+            model=self.model or base.model,
+            format=self.format or base.format,
+            generation=generation,
+            max_failure_rate=1.0,
         )
 
 

@@ -9,6 +9,9 @@
   (sampled) at most ``retries`` times. A score is never guessed.
 - ``self``: the ``llm`` judge served by the policy model M_t itself (the APT paper's weaker ablation).
 
+``judge.format: score_first`` starts the judge's answer with ``[RESULT] `` (a prefill), so the score is its
+first token; the Prometheus format (feedback first) is the default.
+
 Input: an ``answered`` frame (``datakit.generate.answered``: examples joined with generations).
 Output: judgments.
 """
@@ -202,6 +205,34 @@ def parse_result(text: str, top: int = 5) -> tuple[int | None, str, str | None]:
     if not 1 <= score <= top:
         return None, feedback, f"score {score} is outside 1-{top}"
     return score, feedback, None
+
+
+SCORE_FIRST = "[RESULT] "  # the prefill of the score-first format: the judge's answer starts at its score
+_LEADING = re.compile(r"^\s*\(?\s*(\d+)\s*\)?(?!\s*[.,]\d)(?:\s*(?:/|out of)\s*(\d+))?")
+
+
+def parse_score_first(text: str, top: int = 5) -> tuple[int | None, str, str | None]:
+    """Parse the continuation of a score-first answer (the prefill ``[RESULT] `` comes before it): a leading
+    integer 1-``top``, then the feedback if any."""
+    m = _LEADING.match(text or "")
+    if not m:
+        return None, (text or "").strip(), f"no score after {SCORE_FIRST.strip()}: {(text or '')[:40]!r}"
+    score = int(m.group(1))
+    feedback = text[m.end() :].strip()
+    if m.group(2) is not None and int(m.group(2)) != top:
+        return None, feedback, f"score {score} is on a 1-{m.group(2)} scale, not 1-{top}"
+    if not 1 <= score <= top:
+        return None, feedback, f"score {score} is outside 1-{top}"
+    return score, feedback, None
+
+
+def prompting(judge_format: str) -> dict:
+    """``judge_llm``'s keywords for a judge answer format: ``feedback_first`` (Prometheus: feedback, then
+    ``[RESULT] N``; the default) or ``score_first`` (the answer is started with ``[RESULT] `` for the judge,
+    so a model too small to keep the format still gives a score as its first token; its feedback follows)."""
+    if judge_format == "score_first":
+        return {"prefill": SCORE_FIRST, "parse": parse_score_first}
+    return {}
 
 
 def judge_llm(

@@ -20,7 +20,7 @@ from datakit.backends import Backend, make_backend
 from datakit.config import GenerationConfig, Iteration, Params
 from datakit.errors import DatakitError, bound_failures
 from datakit.generate import answered
-from datakit.judges import judge_llm, judge_math
+from datakit.judges import judge_llm, judge_math, prompting
 from datakit.loaders import load_examples
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import GENERATIONS, JUDGMENTS, read_table, write_table
@@ -62,6 +62,7 @@ def judge_rows(
     # Everything that goes into the judge prompt or its settings: a change to any re-judges.
     inputs = (
         cfg.rubric,
+        cfg.format,
         cfg.retries,
         [examples[c].to_list() for c in ("id", "instruction", "input", "output")],
         generations.select("id", "output", "finish_reason").rows(),
@@ -79,6 +80,7 @@ def judge_rows(
         desc=desc,
         progress=progress,
         rubric=cfg.rubric,
+        **prompting(cfg.format),
     )
 
 

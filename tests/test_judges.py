@@ -13,6 +13,8 @@ from datakit.judges import (
     judge_math,
     judge_prompt,
     parse_result,
+    parse_score_first,
+    prompting,
 )
 
 # Answer shapes seen from small instruction models, and the number a grader should read.
@@ -83,6 +85,51 @@ def test_parse_result(text, score, error):
         assert err is None
     else:
         assert error in err
+
+
+SCORE_FIRST = [
+    # The continuation after the prefill "[RESULT] ": a leading integer, then the feedback.
+    ("4", 4, "", None),
+    (" 4\n\nThe final answer matches.", 4, "The final answer matches.", None),
+    ("(3) some steps are right", 3, "some steps are right", None),
+    ("5/5 correct", 5, "correct", None),
+    ("2 out of 5", 2, "", None),
+    ("4 out of 10", None, "", "on a 1-10 scale"),
+    ("7", None, "", "outside 1-5"),
+    ("12 apples", None, "apples", "outside 1-5"),
+    ("4.5", None, "4.5", "no score after [RESULT]"),  # not an integer: never rounded
+    ("The response is good.", None, "The response is good.", "no score after [RESULT]"),
+    ("", None, "", "no score after [RESULT]"),
+]
+
+
+@pytest.mark.parametrize(("text", "score", "feedback", "error"), SCORE_FIRST)
+def test_parse_score_first(text, score, feedback, error):
+    got, fb, err = parse_score_first(text)
+    assert (got, fb) == (score, feedback)
+    assert err is None if error is None else error in err
+
+
+def test_score_first_judge_prefills_the_result_marker(tiny_model):
+    """The score-first format sends every judge prompt with the answer started at "[RESULT] " (an assistant
+    turn the model continues), first pass and re-asks alike, and parses the continuation."""
+    backend = make_backend(GenerationConfig(max_new_tokens=4, batch_size=4), str(tiny_model))
+    sent = []
+    original = backend.generate
+
+    def spying(convs, advance=None, **overrides):
+        sent.extend(convs)
+        return original(convs, advance, **overrides)
+
+    backend.generate = spying
+    ex, gen = frames(["#### 36", "#### 7"], ["#### 36", "#### 8"])
+    out = judge_llm(answered(ex, gen), backend, label="self:tiny", retries=1, **prompting("score_first"))
+    assert len(sent) >= 2 and all(c[-1] == {"role": "assistant", "content": "[RESULT] "} for c in sent)
+    assert all(c[-2]["role"] == "user" and "###Feedback:" in c[-2]["content"] for c in sent)
+    # The random tiny model writes no digit first: each row unscored with the score-first error.
+    for score, err, raw in zip(out["score"], out["error"], out["raw"], strict=True):
+        assert (score is None and "no score after [RESULT]" in err) or (score is not None and err is None), raw
+    assert prompting("feedback_first") == {}
 
 
 def test_feedback_is_the_text_before_the_marker():
