@@ -2,7 +2,7 @@
 
 The question behind a default engine or dtype: is it faster, and does it cost accuracy? Each engine answers
 the domain and general validation splits (``data.domain_val``, ``data.general_val``) through the generate
-stage's own code (``generate.answer``: shards, chat template, the ``generate`` settings of params.yaml with
+stage's own code (``datakit.generate.answer``: shards, chat template, the ``generate`` settings of params.yaml with
 only the backend and dtype changed), and the answers are graded as ``evaluate`` grades them (the exact math
 judge; the per-category general judge). Each engine is then paired with the first one on the same items.
 
@@ -30,11 +30,13 @@ import polars as pl  # noqa: E402
 from datakit.backends import make_backend  # noqa: E402
 from datakit.config import load_params  # noqa: E402
 from datakit.evaluate import judge_match  # noqa: E402
-from datakit.generate import answered  # noqa: E402
+from datakit.generate import (
+    answer,  # noqa: E402
+    answered,  # noqa: E402
+)
 from datakit.judges import judge_math  # noqa: E402
 from datakit.loaders import load_examples  # noqa: E402
 from datakit.stats import mcnemar_exact, wilson  # noqa: E402
-from stages.generate import answer  # noqa: E402
 
 
 def run_engine(params, spec: str, model: str, eager: bool, scratch: Path) -> dict:

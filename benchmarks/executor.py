@@ -22,8 +22,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import polars as pl  # noqa: E402
 
 from datakit.config import ExecutorConfig, load_params  # noqa: E402
+from datakit.generate import answer  # noqa: E402
 from datakit.loaders import load_examples  # noqa: E402
-from stages.generate import answer  # noqa: E402
 
 
 def run(params, examples, it, executor: ExecutorConfig) -> tuple[pl.DataFrame, float]:

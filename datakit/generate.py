@@ -2,6 +2,8 @@
 
 Input: examples (``id, instruction, input, ...``). Output: generations (``id, prompt, output, model,
 iteration, gen_params_hash, n_tokens, finish_reason, error``), one row per example, in input order.
+``answer`` is the loop every stage that generates runs (generate, generate_similar, evaluate, ifeval, I-SHEEP's
+synthesize): the ``generate`` settings, resumable shards under ``paths.work``, the generation cache.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from pathlib import Path
 import polars as pl
 from tqdm.auto import tqdm
 
-from datakit.backends import Backend, Conversation
+from datakit.backends import Backend, Conversation, make_backend
 from datakit.cache import PartCache, text_hash
-from datakit.config import ExecutorConfig, GenerationConfig
+from datakit.config import ExecutorConfig, GenerationConfig, Params
 from datakit.errors import DataError, bound_failures
+from datakit.runlog import summary_line
 from datakit.schemas import GENERATIONS
-from datakit.shards import ShardStats, content_fingerprint, run_sharded, work_key
+from datakit.shards import ShardStats, content_fingerprint, model_fingerprint, run_sharded, work_key
 
 _CACHED = {"key": pl.Utf8, "output": pl.Utf8, "n_tokens": pl.Int64, "finish_reason": pl.Utf8}
 
@@ -171,3 +174,81 @@ def answered(
         "id", "finish_reason", "model", "iteration", response="output", gen_error="error"
     )
     return examples.with_row_index("row", offset=1).join(gens, on="id", how="inner", maintain_order="left")
+
+
+def answer(
+    params: Params,
+    examples: pl.DataFrame,
+    model: str,
+    n: int,
+    *,
+    name: str,
+    desc: str,
+    progress: bool = True,
+    backend: Backend | None = None,
+) -> tuple[pl.DataFrame, dict, Path]:
+    """``model`` answers ``examples`` with the ``generate`` settings: resumable shards under
+    ``paths.work/<name>/``, greedy answers through the generation cache.
+
+    Returns:
+        The generations, their summary (rows, tokens, throughput, finish reasons) and the work folder
+        (the caller clears it once its outputs are written).
+    """
+    cfg = params.generate
+    key = work_key(
+        name,
+        model_fingerprint(model),
+        cfg.params_hash(),
+        n,
+        examples["id"].to_list(),
+        examples["instruction"].to_list(),
+        examples["input"].to_list(),
+    )
+    work = Path(params.paths.work) / name / key
+    backend = backend or make_backend(cfg, model, lazy=params.executor.is_ray)
+    gen_started = time.perf_counter()
+    out, stats = generate_frame(
+        examples,
+        backend,
+        cfg,
+        iteration=n,
+        work_dir=work,
+        progress=progress,
+        desc=desc,
+        cache=generation_cache(params.paths.cache, cfg, model),
+        executor=params.executor,
+    )
+    gen_seconds = time.perf_counter() - gen_started
+    tokens = int(out["n_tokens"].sum())
+    # Throughput counts only the rows generated in this run, not shards or cache rows read back.
+    fresh_tokens = int(out.filter(pl.col("id").is_in(stats.computed_ids))["n_tokens"].sum())
+    tok_s = fresh_tokens / gen_seconds if stats.computed else None
+    summary = {
+        "rows": out.height,
+        "failed": int((out["finish_reason"] == "error").sum()),
+        "new_tokens": tokens,
+        "mean_new_tokens": round(tokens / max(out.height, 1), 2),
+        "finish_reasons": dict(out.group_by("finish_reason").len().sort("finish_reason").iter_rows()),
+        "shards": stats.shards,
+        "shards_resumed": stats.resumed,
+        "rows_from_cache": stats.cached,
+        "generate_seconds": round(gen_seconds, 2),
+        "tokens_per_second": round(tok_s, 2) if tok_s is not None else None,
+        "model": backend.model,
+        "backend": cfg.backend,
+    }
+    return out, summary, work
+
+
+def log_summary(name: str, rows_in: int, summary: dict, seconds: float) -> None:
+    """The one-line stage summary of ``answer``'s run."""
+    tok_s = summary["tokens_per_second"]
+    summary_line(
+        name,
+        rows_in=rows_in,
+        rows_out=summary["rows"],
+        failed=summary["failed"],
+        seconds=seconds,
+        extra=f"{summary['new_tokens']} new tokens, {f'{tok_s:.1f}' if tok_s is not None else '-'} tok/s, "
+        f"{summary['shards_resumed']} shards resumed, {summary['rows_from_cache']} rows from the cache",
+    )

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from datakit.config import FilterConfig, SynthesizeConfig
+from datakit.config import FilterConfig, Iteration, Params, SynthesizeConfig
+from datakit.errors import ConfigError
 from datakit.generate import user_message
 from datakit.schemas import Table
 
@@ -396,3 +397,13 @@ FILTERED = Table(
         "cluster": "its k-means cluster (density strategies)",
     },
 )
+
+
+def round_of(params: Params, iteration: str) -> Iteration:
+    """I-SHEEP round ``iteration`` of params.yaml; a ConfigError when it is not one."""
+    it = params.iteration(iteration)
+    if it.recipe != "isheep":
+        raise ConfigError(
+            f"{iteration}: not an I-SHEEP round (known rounds: {', '.join(params.rounds) or 'none'})"
+        )
+    return it

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from datakit import artifacts
 from datakit.config import Params, TrainConfig
 from datakit.errors import ConfigError, DataError
 from datakit.plots import pyplot, save_png
@@ -287,15 +288,14 @@ def iteration_rows(params: Params) -> list[IterationRow]:
     """One row per iteration of params.yaml, in its order, from whatever its stages have written."""
     rows = []
     for key, it in params.iterations.items():
-        folder = Path(it.dir)
         rows.append(
             IterationRow(
                 key=key,
                 n=it.n,
-                select=read_metrics(folder / "select" / "metrics.json"),
-                pairs=read_metrics(folder / "pairs" / "metrics.json"),
-                train=read_metrics(folder / "train" / "metrics.json"),
-                log=read_log(folder / "train" / "log.csv"),
+                select=read_metrics(artifacts.step_file(it, "select", "metrics.json")),
+                pairs=read_metrics(artifacts.step_file(it, "pairs", "metrics.json")),
+                train=read_metrics(artifacts.step_file(it, "train", "metrics.json")),
+                log=read_log(artifacts.step_file(it, "train", "log.csv")),
             )
         )
     return rows
@@ -308,18 +308,17 @@ def model_rows(params: Params, iterations: list[IterationRow]) -> list[ModelRow]
     the next iteration's select, which counts the same model's bad cases; the two should agree.
     """
     select_bad = {it.n: _int(it.select.get("bad_cases")) for it in iterations}
-    base_dir = Path(params.paths.evaluate_base)
-    found = [("base", "M_1 (base)", 0, base_dir, Path(params.paths.ifeval_base), None)]
-    for it in iterations:
-        folder = Path(params.iterations[it.key].dir)
-        found.append(
-            (it.key, f"M_{it.n + 1} (after {it.key})", it.n, folder / "evaluate", folder / "ifeval", it)
-        )
+    found = [("base", "M_1 (base)", 0, None)]
+    found += [(it.key, f"M_{it.n + 1} (after {it.key})", it.n, it) for it in iterations]
     rows = []
-    for model, label, index, eval_dir, ifeval_dir, it in found:
-        metrics = read_metrics(eval_dir / "metrics.json")
+    for model, label, index, it in found:
+        step = None if it is None else it.key
+        eval_dir = artifacts.evaluation(params, step, "evaluate")[2]
+        metrics = read_metrics(artifacts.file_in(eval_dir, "evaluate", "metrics.json"))
         bad = _int(metrics.optional("train_bad_cases"))  # absent with evaluate.train_bad_cases: false
-        ifeval = read_metrics(ifeval_dir / "metrics.json")
+        ifeval = read_metrics(
+            artifacts.file_in(artifacts.evaluation(params, step, "ifeval")[2], "ifeval", "metrics.json")
+        )
         rows.append(
             ModelRow(
                 model=model,
@@ -784,7 +783,11 @@ ROUND_STAGES = ("synthesize", "assess", "filter", "ifeval", "evaluate")
 def round_metrics(params: Params) -> list[tuple[str, int, dict[str, dict[str, Any]]]]:
     """(key, n, {stage: its metrics.json}) for each I-SHEEP round, in order ({} for a stage not run yet)."""
     return [
-        (key, r.n, {stage: read_metrics(Path(r.dir) / stage / "metrics.json") for stage in ROUND_STAGES})
+        (
+            key,
+            r.n,
+            {stage: read_metrics(artifacts.step_file(r, stage, "metrics.json")) for stage in ROUND_STAGES},
+        )
         for key, r in sorted(params.rounds.items(), key=lambda kv: kv[1].n)
     ]
 
@@ -792,8 +795,8 @@ def round_metrics(params: Params) -> list[tuple[str, int, dict[str, dict[str, An
 def isheep_table(params: Params) -> Block:
     """I-SHEEP, one row per round: the instructions the model wrote and what each filter kept, the self-scores,
     and the trained model's instruction following and general retention, against the base model."""
-    base_eval = read_metrics(Path(params.paths.evaluate_base) / "metrics.json")
-    base_if = read_metrics(Path(params.paths.ifeval_base) / "metrics.json")
+    base_eval = read_metrics(artifacts.project_file(params, "evaluate_base", "metrics.json"))
+    base_if = read_metrics(artifacts.project_file(params, "ifeval_base", "metrics.json"))
     rows = [
         ("base (M_1)", *[MISSING] * 5, _pct(_num(base_if.get("prompt_strict"))),
          _pct(_num(base_if.get("instruction_strict"))), _pct(_num(base_eval.get("general_accuracy"))), MISSING,
@@ -1059,8 +1062,8 @@ def plot_isheep(params: Params, path: Path) -> None:
         left.set_ylabel("instructions")
         left.set_title("instructions per round", fontsize=10)
         left.legend(fontsize=8)
-        base_if = read_metrics(Path(params.paths.ifeval_base) / "metrics.json")
-        base_ev = read_metrics(Path(params.paths.evaluate_base) / "metrics.json")
+        base_if = read_metrics(artifacts.project_file(params, "ifeval_base", "metrics.json"))
+        base_ev = read_metrics(artifacts.project_file(params, "evaluate_base", "metrics.json"))
         series = (
             ("IF prompt-level", "ifeval", "prompt_strict", base_if),
             ("IF instruction-level", "ifeval", "instruction_strict", base_if),
@@ -1192,9 +1195,7 @@ WEAKNESS_MIN_ITEMS = 10  # tags with fewer domain test items are left out of the
 
 
 def _weakness_folder(params: Params, model: ModelRow) -> Path:
-    if model.index == 0:
-        return Path(params.paths.weakness_base)
-    return Path(params.iterations[model.model].dir) / "weakness"
+    return artifacts.weakness_dir(params, None if model.index == 0 else model.model)
 
 
 def weakness_rates(params: Params, models: list[ModelRow]) -> list[tuple[ModelRow, pl.DataFrame]]:
@@ -1202,7 +1203,7 @@ def weakness_rates(params: Params, models: list[ModelRow]) -> list[tuple[ModelRo
     weakness stage has run."""
     out = []
     for model in sorted((m for m in models if m.index is not None), key=lambda m: m.index):
-        path = _weakness_folder(params, model) / "rates.csv"
+        path = artifacts.file_in(_weakness_folder(params, model), "weakness", "rates.csv")
         if path.exists():
             out.append((model, pl.read_csv(path)))
     return out
@@ -1281,7 +1282,7 @@ def _listed(changes: pl.DataFrame, verdict: str) -> str:
 def weakness_table(params: Params, entries: list[tuple[ModelRow, pl.DataFrame]]) -> Block | None:
     """Per iteration: the domain test tags it fixed and made worse (significant, paired on the same items),
     how many moved within noise, and the tags most of its pairs came from."""
-    tags_path = Path(params.paths.tag) / "domain_tags.parquet"
+    tags_path = artifacts.domain_tags(params)
     if len(entries) < 2 or not tags_path.exists():
         return None
     from datakit.tags import TAGS
@@ -1299,7 +1300,7 @@ def weakness_table(params: Params, entries: list[tuple[ModelRow, pl.DataFrame]])
             continue
         changes = tag_changes(before.correct["domain_test"], after.correct["domain_test"], groups)
 
-        shares_path = _weakness_folder(params, after) / "pair_shares.csv"
+        shares_path = artifacts.file_in(_weakness_folder(params, after), "weakness", "pair_shares.csv")
         shares = pl.read_csv(shares_path) if shares_path.exists() else None
         top = (
             ", ".join(f"{r['tag']} {100 * r['share']:.0f}%" for r in shares.head(3).iter_rows(named=True))
@@ -1333,7 +1334,7 @@ def judge_audits(params: Params) -> list[tuple[str, int, Metrics]]:
     """(iteration key, n, judge_audit/metrics.json) for each iteration whose audit has run."""
     out = []
     for key, it in params.iterations.items():
-        metrics = read_metrics(Path(it.dir) / "judge_audit" / "metrics.json")
+        metrics = read_metrics(artifacts.step_file(it, "judge_audit", "metrics.json"))
         if metrics:
             out.append((key, it.n, metrics))
     return out

@@ -31,11 +31,11 @@ from tqdm.auto import tqdm
 
 from datakit.backends import Backend
 from datakit.cache import PartCache, text_hash
-from datakit.config import ExecutorConfig, TagConfig
+from datakit.config import ExecutorConfig, Params, TagConfig
 from datakit.embed import Embedder
-from datakit.errors import ConfigError, DataError
+from datakit.errors import ConfigError, DataError, bound_failures
 from datakit.executor import map_frames, text_chunks
-from datakit.generate import conversation
+from datakit.generate import conversation, user_message
 from datakit.schemas import Table
 from datakit.shards import model_fingerprint, work_key
 
@@ -450,3 +450,52 @@ def tag_frame(
         schema=dict(TAGS.schema),
     )
     return frame, stats
+
+
+# --- the loop the tag stages share (tag, tag_domain, retrieve's bad cases) ---
+
+
+def tag_texts(df: pl.DataFrame) -> list[str]:
+    """What is tagged and embedded: the user message (instruction, then input)."""
+    return [user_message(i, x) for i, x in zip(df["instruction"], df["input"], strict=True)]
+
+
+def tag_rows(
+    params: Params, df: pl.DataFrame, tagger: Tagger, progress: bool, desc: str
+) -> tuple[pl.DataFrame, TagStats]:
+    """Tag ``df``'s rows through the cache and fail above ``tag.max_failure_rate``."""
+    cfg = params.tag
+    chunk = params.embed.chunk_size if cfg.tagger == "embedding" else cfg.generation.shard_size
+    tags, stats = tag_frame(
+        df["id"].to_list(),
+        tag_texts(df),
+        tagger,
+        tag_cache(params.paths.cache, tagger),
+        chunk_size=chunk,
+        progress=progress,
+        desc=desc,
+        executor=params.executor,
+    )
+    bound_failures(
+        tags,
+        pl.col("tags").is_null(),
+        cfg.max_failure_rate,
+        f"{desc}: texts could not be tagged (tag.max_failure_rate)",
+    )
+    return tags, stats
+
+
+def tag_metrics(tags: pl.DataFrame, stats: TagStats) -> dict:
+    """A tag table's metrics: rows, cache use, failures, tags in use and the most frequent ones."""
+    flat = tags.select(pl.col("tags").explode().drop_nulls())["tags"]
+    counts = flat.value_counts(sort=True, name="n")
+    return {
+        "rows": tags.height,
+        "texts": stats.texts,
+        "cached": stats.cached,
+        "tagged_now": stats.computed,
+        "failed": int(tags["tags"].null_count()),
+        "tags_in_use": counts.height,
+        "mean_tags_per_row": round(flat.len() / max(tags.height - tags["tags"].null_count(), 1), 3),
+        "top_tags": {r["tags"]: r["n"] for r in counts.head(10).iter_rows(named=True)},
+    }

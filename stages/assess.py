@@ -13,37 +13,32 @@ Run: ``datakit assess --iteration round_1`` (``dvc repro recipes/isheep/dvc.yaml
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import polars as pl
 
+from datakit import artifacts
 from datakit.backends import make_backend
-from datakit.config import Iteration, Params
+from datakit.config import Params
 from datakit.errors import bound_failures
 from datakit.generate import answered
-from datakit.isheep import ASSESS_PREFILL, INSTRUCTIONS, assess_prompt, parse_self_score
+from datakit.grading import grade_sharded
+from datakit.isheep import ASSESS_PREFILL, INSTRUCTIONS, assess_prompt, parse_self_score, round_of
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import GENERATIONS, JUDGMENTS, read_table, write_table
 from datakit.shards import clear_work
-from stages import generate, judge, synthesize
 
 NAME = "assess"
 
 
-def output(it: Iteration) -> Path:
-    """Where round ``it`` keeps its self-assessments."""
-    return Path(it.dir) / NAME / "assessments.parquet"
-
-
 def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     started = time.perf_counter()
-    it, cfg = synthesize.round_of(params, iteration), params.assess
-    instructions = read_table(synthesize.output(it), INSTRUCTIONS)
-    generations = read_table(generate.output(it), GENERATIONS)
-    rows = answered(instructions, generations, generate.output(it))
+    it, cfg = round_of(params, iteration), params.assess
+    instructions = read_table(artifacts.instructions(it), INSTRUCTIONS)
+    generations = read_table(artifacts.generations(it), GENERATIONS)
+    rows = answered(instructions, generations, artifacts.generations(it))
     backend = make_backend(cfg.generation, it.model_in, lazy=params.executor.is_ray)
     label = f"self-assess:{cfg.prompt}:{backend.model}"
-    scored, resumed, work = judge.grade_sharded(
+    scored, resumed, work = grade_sharded(
         params,
         rows,
         backend,
@@ -66,7 +61,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         cfg.max_failure_rate,
         f"{NAME}: pairs could not be scored (assess.max_failure_rate)",
     )
-    write_table(scored, output(it), JUDGMENTS)
+    write_table(scored, artifacts.assessments(it), JUDGMENTS)
     scores = scored["score"].drop_nulls()
     metrics = {
         "rows": scored.height,
@@ -76,7 +71,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         "mean_score": round(float(scores.mean()), 4) if scores.len() else None,
         "score_counts": {str(s): int((scores == s).sum()) for s in range(1, 11)},
     }
-    write_json(metrics, output(it).parent / "metrics.json")
+    write_json(metrics, artifacts.step_file(it, NAME, "metrics.json"))
     clear_work(work)
     summary_line(
         NAME,

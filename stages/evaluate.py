@@ -19,21 +19,21 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 import polars as pl
 
+from datakit import artifacts
 from datakit.backends import make_backend
 from datakit.config import Params
 from datakit.evaluate import EVAL_RESULTS, judge_match, reference_nll
-from datakit.generate import answered
+from datakit.generate import answer, answered
+from datakit.grading import judge_rows
 from datakit.loaders import load_examples
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import write_table
 from datakit.select import threshold_expr
 from datakit.shards import clear_work
 from datakit.stats import wilson
-from stages import generate, judge
 
 NAME = "evaluate"
 
@@ -58,24 +58,13 @@ def accuracy_metrics(key: str, right: int, n: int) -> dict:
     }
 
 
-def target(
-    params: Params, iteration: str | None, name: str = NAME, base_dir: str | None = None
-) -> tuple[str, int, Path]:
-    """(model, iteration number, output folder) of evaluation stage ``name``: M_{t+1} of ``iteration`` (folder
-    ``<dir>/<name>``), or the base model (t = 0; folder ``base_dir``, ``paths.evaluate_base`` by default)."""
-    if iteration is None:
-        return params.paths.base_model, 0, Path(base_dir or params.paths.evaluate_base)
-    it = params.iteration(iteration)
-    return it.model_out, it.n, Path(it.dir) / name
-
-
 def _score(params: Params, name: str, examples, gens, model: str, data_path: str, desc: str, progress: bool):
     """Judgments of ``gens``: the domain sets by the ``judge`` settings, general by ``evaluate.general_judge``."""
     if name.startswith("general") and params.evaluate.general_judge == "match":
         return judge_match(answered(examples, gens, desc)), None
     if name.startswith("general"):
         params = dataclasses.replace(params, judge=dataclasses.replace(params.judge, kind="llm"))
-    judgments, _, work = judge.judge_rows(
+    judgments, _, work = judge_rows(
         params,
         examples,
         gens,
@@ -91,7 +80,7 @@ def _score(params: Params, name: str, examples, gens, model: str, data_path: str
 
 def run(params: Params, iteration: str | None, progress: bool = True) -> dict:
     started = time.perf_counter()
-    model, n, out_dir = target(params, iteration)
+    model, n, out_dir = artifacts.evaluation(params, iteration, NAME)
     label = iteration or "base"
     backend = make_backend(params.generate, model, lazy=params.executor.is_ray)
     sets = [
@@ -109,7 +98,7 @@ def run(params: Params, iteration: str | None, progress: bool = True) -> dict:
     for name, source, split in sets:
         examples = load_examples(source, split)
         desc = f"{NAME} {label}: {name}"
-        gens, summary, work = generate.answer(
+        gens, summary, work = answer(
             params, examples, model, n, name=f"{NAME}_{name}", desc=desc, progress=progress, backend=backend
         )
         judgments, judge_work = _score(params, name, examples, gens, model, source.path, desc, progress)
@@ -140,9 +129,13 @@ def run(params: Params, iteration: str | None, progress: bool = True) -> dict:
                 device=params.generate.device,
             )
             metrics["general_nll"] = round(nll, 5)
-    write_table(pl.concat(results).select(EVAL_RESULTS.columns), out_dir / "results.parquet", EVAL_RESULTS)
+    write_table(
+        pl.concat(results).select(EVAL_RESULTS.columns),
+        artifacts.file_in(out_dir, NAME, "results.parquet"),
+        EVAL_RESULTS,
+    )
     metrics["seconds"] = round(time.perf_counter() - started, 2)
-    write_json(metrics, out_dir / "metrics.json")
+    write_json(metrics, artifacts.file_in(out_dir, NAME, "metrics.json"))
     for work in works:
         if work is not None:
             clear_work(work)

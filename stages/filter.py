@@ -13,32 +13,21 @@ Run: ``datakit filter --iteration round_1`` (``dvc repro recipes/isheep/dvc.yaml
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from datakit.config import Iteration, Params
+from datakit import artifacts
+from datakit.config import Params
 from datakit.generate import answered
-from datakit.isheep import FILTERED, INSTRUCTIONS, choose, pair_stats
+from datakit.isheep import FILTERED, INSTRUCTIONS, choose, pair_stats, round_of
 from datakit.poft import SFT_SET, corrupt
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import GENERATIONS, JUDGMENTS, read_table, write_table
 from datakit.train import examples_as_sft
-from stages import assess, generate, synthesize
 
 NAME = "filter"
-
-
-def output(it: Iteration) -> Path:
-    """Where round ``it`` keeps the SFT set of its kept pairs (read by score)."""
-    return Path(it.dir) / NAME / "kept.parquet"
-
-
-def pairs_output(it: Iteration) -> Path:
-    """Every pair of round ``it`` with the filter's decision."""
-    return Path(it.dir) / NAME / "pairs.parquet"
 
 
 def sft_pairs(rows: pl.DataFrame, system_prompt: str) -> pl.DataFrame:
@@ -68,10 +57,12 @@ def perplexities(
 
 def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     started = time.perf_counter()
-    it, cfg = synthesize.round_of(params, iteration), params.filter
-    instructions = read_table(synthesize.output(it), INSTRUCTIONS)
-    rows = answered(instructions, read_table(generate.output(it), GENERATIONS), generate.output(it))
-    scores = read_table(assess.output(it), JUDGMENTS).select("id", "score")
+    it, cfg = round_of(params, iteration), params.filter
+    instructions = read_table(artifacts.instructions(it), INSTRUCTIONS)
+    rows = answered(
+        instructions, read_table(artifacts.generations(it), GENERATIONS), artifacts.generations(it)
+    )
+    scores = read_table(artifacts.assessments(it), JUDGMENTS).select("id", "score")
     rows = rows.join(scores, on="id", how="left", maintain_order="left")
     sft = sft_pairs(rows, params.generate.system_prompt)
     states, ppl = None, [None] * rows.height
@@ -88,10 +79,10 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         }
     )
     decided = choose(pairs, cfg, states)
-    write_table(decided, pairs_output(it), FILTERED)
+    write_table(decided, artifacts.filtered_pairs(it), FILTERED)
     kept_ids = decided.filter(pl.col("kept"))["id"]
     kept = sft.filter(pl.col("id").is_in(kept_ids.implode()))
-    write_table(kept, output(it), SFT_SET)
+    write_table(kept, artifacts.kept(it), SFT_SET)
     reasons = decided["reason"].drop_nulls().value_counts(sort=True)
     kept_scores = decided.filter(pl.col("kept"))["score"].drop_nulls()
     metrics = {
@@ -104,7 +95,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     }
     if cfg.strategy != "score" and decided.height:
         metrics["median_ppl"] = round(float(decided["ppl"].median()), 3)
-    write_json(metrics, output(it).parent / "metrics.json")
+    write_json(metrics, artifacts.step_file(it, NAME, "metrics.json"))
     summary_line(
         NAME,
         rows_in=decided.height,

@@ -9,34 +9,29 @@ Run: ``datakit generate_similar --iteration iter_1`` (``dvc repro generate_simil
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import polars as pl
 
-from datakit.config import Iteration, Params
+from datakit import artifacts
+from datakit.config import Params
+from datakit.generate import answer, log_summary
 from datakit.retrieve import SIMILAR_CASES
 from datakit.runlog import write_json
 from datakit.schemas import EXAMPLES, GENERATIONS, read_table, write_table
 from datakit.shards import clear_work
-from stages import generate, retrieve
 
 NAME = "generate_similar"
-
-
-def output(it: Iteration) -> Path:
-    """Where iteration ``it`` keeps M_t's answers to its similar cases (read by pairs)."""
-    return Path(it.dir) / NAME / "generations.parquet"
 
 
 def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     started = time.perf_counter()
     it = params.iteration(iteration)
-    similar = read_table(retrieve.output(it), SIMILAR_CASES).select(EXAMPLES.columns)
-    out, summary, work = generate.answer(
+    similar = read_table(artifacts.similar_cases(it), SIMILAR_CASES).select(EXAMPLES.columns)
+    out, summary, work = answer(
         params, similar, it.model_in, it.n, name=NAME, desc=f"{NAME} {iteration}", progress=progress
     )
-    write_table(out, output(it), GENERATIONS)
-    write_json(summary, output(it).parent / "summary.json")
+    write_table(out, artifacts.similar_generations(it), GENERATIONS)
+    write_json(summary, artifacts.step_file(it, NAME, "summary.json"))
     clear_work(work)
-    generate.log_summary(NAME, similar.height, summary, time.perf_counter() - started)
+    log_summary(NAME, similar.height, summary, time.perf_counter() - started)
     return out

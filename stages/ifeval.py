@@ -17,33 +17,34 @@ import time
 
 import polars as pl
 
+from datakit import artifacts
 from datakit.config import Params
+from datakit.generate import answer
 from datakit.ifeval import IFEVAL_RESULTS, load_prompts, score, summarize
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import write_table
 from datakit.shards import clear_work
-from stages import evaluate, generate
 
 NAME = "ifeval"
 
 
 def run(params: Params, iteration: str | None, progress: bool = True) -> dict:
     started = time.perf_counter()
-    model, n, folder = evaluate.target(params, iteration, NAME, params.paths.ifeval_base)
+    model, n, folder = artifacts.evaluation(params, iteration, NAME)
     prompts = load_prompts(params.ifeval.path)
     examples = prompts.select("id", instruction="prompt", input=pl.lit(""))
     answering = dataclasses.replace(
         params, generate=dataclasses.replace(params.generate, max_new_tokens=params.ifeval.max_new_tokens)
     )
     label = iteration or "base"
-    gens, summary, work = generate.answer(
+    gens, summary, work = answer(
         answering, examples, model, n, name=NAME, desc=f"{NAME} {label}", progress=progress
     )
     responses = dict(zip(gens["id"], gens["output"].fill_null(""), strict=True))
     results = score(prompts, responses)
     metrics = {**summarize(results), "model": model, "generate_seconds": summary["generate_seconds"]}
-    write_table(results, folder / "results.parquet", IFEVAL_RESULTS)
-    write_json(metrics, folder / "metrics.json")
+    write_table(results, artifacts.file_in(folder, NAME, "results.parquet"), IFEVAL_RESULTS)
+    write_json(metrics, artifacts.file_in(folder, NAME, "metrics.json"))
     clear_work(work)
     summary_line(
         NAME,

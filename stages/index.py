@@ -14,10 +14,10 @@ Run: ``datakit index`` (``dvc repro index``).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import polars as pl
 
+from datakit import artifacts
 from datakit.cache import text_hash
 from datakit.config import Params
 from datakit.embed import Embedder
@@ -26,24 +26,18 @@ from datakit.index import build_index, guard_similarity
 from datakit.loaders import load_examples
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import read_table
-from datakit.tags import TAGS
-from stages import tag
+from datakit.tags import TAGS, tag_texts
 
 NAME = "index"
-
-
-def output(params: Params) -> Path:
-    """The LanceDB database folder (read by retrieve)."""
-    return Path(params.paths.index) / "lancedb"
 
 
 def pool_with_tags(params: Params) -> pl.DataFrame:
     """The pool joined with its tags (and the tagger that made them); tags from another pool version are
     one clear error."""
     pool = load_examples(params.data.pool, "pool")
-    tags_path = tag.output(params)
+    tags_path = artifacts.pool_tags(params)
     tags = read_table(tags_path, TAGS)
-    pool = pool.with_columns(text_hash=pl.Series([text_hash(t) for t in tag.texts(pool)], dtype=pl.Utf8))
+    pool = pool.with_columns(text_hash=pl.Series([text_hash(t) for t in tag_texts(pool)], dtype=pl.Utf8))
     joined = pool.with_row_index("_row", offset=1).join(
         tags.select("id", pl.col("text_hash").alias("tagged_hash"), "tags", "tagger"),
         on="id",
@@ -66,14 +60,14 @@ def run(params: Params, progress: bool = True) -> dict:
     if params.data.domain_val is not None:
         test = pl.concat([test, load_examples(params.data.domain_val, "val")])
     embedder = Embedder(params.embed, params.paths.cache, progress, executor=params.executor)
-    pool_texts, test_texts = tag.texts(pool), tag.texts(test)
+    pool_texts, test_texts = tag_texts(pool), tag_texts(test)
     vectors = embedder.embed(pool_texts, desc="embed pool")
     embedded_pool, reused_pool = embedder.encoded, embedder.reused
     test_vecs = embedder.embed(test_texts, desc="embed domain test")
     sims = guard_similarity(vectors, pool_texts, test_vecs, test_texts)
     tagger = pool["tagger"].unique().sort().to_list()
     info = build_index(
-        output(params),
+        artifacts.index_dir(params),
         pool.with_columns(test_similarity=pl.Series(sims)),
         vectors,
         params.index,
@@ -90,7 +84,7 @@ def run(params: Params, progress: bool = True) -> dict:
         "duplicate_texts": pool.height - pool["text_hash"].n_unique(),  # retrieve keeps one row per text
         "max_test_similarity": round(float(sims.max()), 4) if len(sims) else None,
     }
-    write_json(metrics, output(params).parent / "metrics.json")
+    write_json(metrics, artifacts.project_file(params, NAME, "metrics.json"))
     summary_line(
         NAME,
         rows_in=pool.height,

@@ -20,26 +20,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 import polars as pl
 
+from datakit import artifacts
 from datakit.config import Params
 from datakit.generate import answered
+from datakit.grading import judge_rows
 from datakit.judge_audit import JUDGE_AUDIT, audit_frame, audit_metrics, confusion, disagreements
 from datakit.judges import judge_math
 from datakit.loaders import load_examples
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import GENERATIONS, read_table, write_table
 from datakit.shards import clear_work
-from stages import generate, judge
 
 NAME = "judge_audit"
 EXAMPLE_CHARS = 400  # an example's texts are cut to this many characters in metrics.json
-
-
-def output(params: Params, iteration: str) -> Path:
-    return Path(params.iteration(iteration).dir) / NAME / "audit.parquet"
 
 
 def sample(examples: pl.DataFrame, rows: int, seed: int) -> pl.DataFrame:
@@ -60,12 +56,12 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     it, cfg = params.iteration(iteration), params.judge_audit
     data_path = params.data.domain_train.path
     examples = sample(load_examples(params.data.domain_train, "train"), cfg.rows, cfg.seed)
-    gen_path = generate.output(it)
+    gen_path = artifacts.generations(it)
     generations = read_table(gen_path, GENERATIONS)
     rows = answered(examples, generations, gen_path)
     exact = judge_math(rows, data_path)  # the truth: one error naming the row if a reference has no number
     audited = dataclasses.replace(params, judge=cfg.judge(params.judge))
-    judged, resumed, work = judge.judge_rows(
+    judged, resumed, work = judge_rows(
         audited,
         examples,
         generations,
@@ -84,8 +80,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         .join(judged.select("id", "feedback", "error"), on="id")
     )
     table = audit.join(details, on="id", how="left", maintain_order="left").with_columns(judge=pl.lit(label))
-    out_dir = Path(it.dir) / NAME
-    write_table(table, out_dir / "audit.parquet", JUDGE_AUDIT)
+    write_table(table, artifacts.step_file(it, NAME, "audit.parquet"), JUDGE_AUDIT)
     metrics = audit_metrics(audit)
     examples_out = disagreements(audit, details, cfg.examples).with_columns(
         pl.col(c).map_elements(_cut, return_dtype=pl.Utf8)
@@ -102,7 +97,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
             },  # fmt: skip
             "examples": examples_out.to_dicts(),
         },
-        out_dir / "metrics.json",
+        artifacts.step_file(it, NAME, "metrics.json"),
     )
     if work is not None:
         clear_work(work)

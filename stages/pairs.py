@@ -12,33 +12,27 @@ Run: ``datakit pairs --iteration iter_1`` (``dvc repro pairs@iter_1``).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import polars as pl
 
-from datakit.config import Iteration, Params
+from datakit import artifacts
+from datakit.config import Params
 from datakit.pairs import PREFERENCE_PAIRS, build_pairs
 from datakit.retrieve import SIMILAR_CASES
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import BAD_CASES, GENERATIONS, read_table, write_table
 from datakit.tags import TAGS
-from stages import generate_similar, retrieve, select
 
 NAME = "pairs"
-
-
-def output(it: Iteration) -> Path:
-    """Where iteration ``it`` keeps its preference pairs (read by train)."""
-    return Path(it.dir) / NAME / "preference_pairs.parquet"
 
 
 def run(params: Params, iteration: str) -> pl.DataFrame:
     started = time.perf_counter()
     it = params.iteration(iteration)
-    bad = read_table(Path(it.dir) / select.NAME / "bad_cases.parquet", BAD_CASES)
-    bad_tags = read_table(retrieve.output(it).with_name("bad_case_tags.parquet"), TAGS)
-    similar = read_table(retrieve.output(it), SIMILAR_CASES)
-    answers = read_table(generate_similar.output(it), GENERATIONS)
+    bad = read_table(artifacts.bad_cases(it), BAD_CASES)
+    bad_tags = read_table(artifacts.bad_case_tags(it), TAGS)
+    similar = read_table(artifacts.similar_cases(it), SIMILAR_CASES)
+    answers = read_table(artifacts.similar_generations(it), GENERATIONS)
     pairs, stats = build_pairs(
         bad,
         bad_tags,
@@ -46,10 +40,10 @@ def run(params: Params, iteration: str) -> pl.DataFrame:
         answers,
         iteration=it.n,
         system_prompt=params.generate.system_prompt,
-        where=str(generate_similar.output(it)),
+        where=str(artifacts.similar_generations(it)),
     )
-    write_table(pairs, output(it), PREFERENCE_PAIRS)
-    write_json(stats, output(it).parent / "metrics.json")
+    write_table(pairs, artifacts.preference_pairs(it), PREFERENCE_PAIRS)
+    write_json(stats, artifacts.step_file(it, NAME, "metrics.json"))
     summary_line(
         NAME,
         rows_in=bad.height + similar.height,

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import polars as pl
 
-from datakit.config import Iteration, Params
+from datakit import artifacts
+from datakit.config import Params
 from datakit.embed import Embedder
 from datakit.errors import DataError
 from datakit.index import index_meta, open_index
@@ -25,15 +26,9 @@ from datakit.plots import pyplot, save_png
 from datakit.retrieve import SIMILAR_CASES, Searcher, diagnostics, guard_count, retrieve, tag_distribution
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import BAD_CASES, read_table, write_table, write_text_atomic
-from datakit.tags import TAGS, make_tagger
-from stages import index, select, tag
+from datakit.tags import TAGS, make_tagger, tag_rows, tag_texts
 
 NAME = "retrieve"
-
-
-def output(it: Iteration) -> Path:
-    """Where iteration ``it`` keeps its similar cases (read by pairs)."""
-    return Path(it.dir) / NAME / "similar_cases.parquet"
 
 
 def plot_tags(dist: pl.DataFrame, path: Path, title: str, top: int = 25) -> None:
@@ -55,31 +50,32 @@ def plot_tags(dist: pl.DataFrame, path: Path, title: str, top: int = 25) -> None
 def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     started = time.perf_counter()
     it, cfg = params.iteration(iteration), params.retrieve
-    out_dir = output(it).parent
-    bad_path = Path(it.dir) / select.NAME / "bad_cases.parquet"
+    bad_path = artifacts.bad_cases(it)
     bad = read_table(bad_path, BAD_CASES)
     embedder = Embedder(params.embed, params.paths.cache, progress, executor=params.executor)
     tagger = make_tagger(params.tag, embedder, lazy=params.executor.is_ray)
-    built = index_meta(index.output(params))
+    built = index_meta(artifacts.index_dir(params))
     for what, ours in (("tagger", tagger.fingerprint), ("embedder", embedder.fingerprint)):
         if built.get(what) != ours:
             raise DataError(
-                index.output(params),
+                artifacts.index_dir(params),
                 f"the index was built with {what} {built.get(what)}, this run's is {ours}: "
                 "rerun `datakit tag` and `datakit index` after changing tag or embed settings",
             )
-    bad_tags, tag_stats = tag.tag_rows(params, bad, tagger, progress, f"{NAME} {iteration}: tag bad cases")
-    write_table(bad_tags, out_dir / "bad_case_tags.parquet", TAGS)
-    vecs = embedder.embed(tag.texts(bad), desc="embed bad cases")
-    table = open_index(index.output(params))
+    bad_tags, tag_stats = tag_rows(params, bad, tagger, progress, f"{NAME} {iteration}: tag bad cases")
+    write_table(bad_tags, artifacts.bad_case_tags(it), TAGS)
+    vecs = embedder.embed(tag_texts(bad), desc="embed bad cases")
+    table = open_index(artifacts.index_dir(params))
     search = Searcher(table, params.index, cfg.guard_threshold)
     tags = bad_tags["tags"].to_list()
     similar = retrieve(bad["id"].to_list(), tags, vecs, search, cfg)
-    write_table(similar, output(it), SIMILAR_CASES)
+    write_table(similar, artifacts.similar_cases(it), SIMILAR_CASES)
     dist = tag_distribution(tags, similar)
-    write_text_atomic(dist.write_csv(), out_dir / "tag_distribution.csv")
+    write_text_atomic(dist.write_csv(), artifacts.step_file(it, NAME, "tag_distribution.csv"))
     plot_tags(
-        dist, out_dir / "tag_distribution.png", f"{iteration}: tags of bad vs similar cases ({cfg.strategy})"
+        dist,
+        artifacts.step_file(it, NAME, "tag_distribution.png"),
+        f"{iteration}: tags of bad vs similar cases ({cfg.strategy})",
     )
     metrics = diagnostics(tags, similar, guard_count(table, cfg.guard_threshold))
     metrics.update(
@@ -89,7 +85,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         bad_cases_tags_from_cache=tag_stats.cached,
         embedded_now=embedder.encoded,  # texts run through the embedder here (none once cached)
     )
-    write_json(metrics, out_dir / "metrics.json")
+    write_json(metrics, artifacts.step_file(it, NAME, "metrics.json"))
     summary_line(
         NAME,
         rows_in=bad.height,

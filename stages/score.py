@@ -19,32 +19,25 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from datakit import artifacts
 from datakit.config import Iteration, Params
 from datakit.errors import ConfigError
 from datakit.poft import SCORES, SFT_SET, aggregate, score_model
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import read_table, write_table
-from stages import sft_set
 
 NAME = "score"
-
-
-def output(it: Iteration) -> Path:
-    """Where iteration ``it`` keeps its scored SFT set (read by train)."""
-    return Path(it.dir) / NAME / "scores.parquet"
 
 
 def sft_input(params: Params, it: Iteration) -> list[Path]:
     """The SFT set(s) iteration ``it`` scores: its sft_set stage's, or an I-SHEEP round's kept pairs (with
     ``isheep.setting: total_base``, those of every round so far)."""
     if it.recipe != "isheep":
-        return [sft_set.output(it)]
-    from stages import filter as filter_stage
-
+        return [artifacts.sft_set(it)]
     if params.isheep.setting != "total_base":
-        return [filter_stage.output(it)]
+        return [artifacts.kept(it)]
     rounds = sorted((r for r in params.rounds.values() if r.n <= it.n), key=lambda r: r.n)
-    return [filter_stage.output(dataclasses.replace(r, recipe="isheep")) for r in rounds]
+    return [artifacts.kept(dataclasses.replace(r, recipe="isheep")) for r in rounds]
 
 
 def references(params: Params, it: Iteration) -> list[str]:
@@ -97,7 +90,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         r_refs=pl.Series(r.tolist(), dtype=pl.List(pl.Float64)),
         ref_tokens=pl.Series(n.tolist(), dtype=pl.List(pl.Int64)),
     )
-    write_table(out, output(it), SCORES)
+    write_table(out, artifacts.scores(it), SCORES)
     metrics = {
         "rows": out.height,
         "references": models,
@@ -109,7 +102,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         part = out.filter(pl.col("corrupted") == flag)["r_ref"]
         if part.len():
             metrics[f"r_ref_{name}_mean"] = round(float(part.mean()), 5)
-    write_json(metrics, output(it).parent / "metrics.json")
+    write_json(metrics, artifacts.step_file(it, NAME, "metrics.json"))
     summary_line(
         NAME,
         rows_in=rows.height,

@@ -10,10 +10,10 @@ Run: ``datakit select --iteration iter_1`` (``dvc repro select@iter_1``).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import polars as pl
 
+from datakit import artifacts
 from datakit.config import Params
 from datakit.generate import answered
 from datakit.judge_audit import exact_right
@@ -21,7 +21,6 @@ from datakit.loaders import load_examples
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import BAD_CASES, GENERATIONS, JUDGMENTS, read_table, write_table
 from datakit.select import select_bad_cases
-from stages import generate, judge
 
 NAME = "select"
 
@@ -30,12 +29,11 @@ def run(params: Params, iteration: str) -> pl.DataFrame:
     started = time.perf_counter()
     it = params.iteration(iteration)
     examples = load_examples(params.data.domain_train, "train")
-    generations = read_table(generate.output(it), GENERATIONS)
-    rows = answered(examples, generations, generate.output(it))
-    judgments = read_table(judge.output(it), JUDGMENTS)
-    bad = select_bad_cases(rows, judgments, params.select.threshold, judge.output(it))
-    out_dir = Path(it.dir) / NAME
-    write_table(bad, out_dir / "bad_cases.parquet", BAD_CASES)
+    generations = read_table(artifacts.generations(it), GENERATIONS)
+    rows = answered(examples, generations, artifacts.generations(it))
+    judgments = read_table(artifacts.judgments(it), JUDGMENTS)
+    bad = select_bad_cases(rows, judgments, params.select.threshold, artifacts.judgments(it))
+    write_table(bad, artifacts.bad_cases(it), BAD_CASES)
     scored = int(judgments["score"].is_not_null().sum())
     metrics = {
         "judged": judgments.height,
@@ -48,7 +46,7 @@ def run(params: Params, iteration: str) -> pl.DataFrame:
         right = exact_right(rows.filter(pl.col("id").is_in(bad["id"].implode())))
         if right is not None:
             metrics["bad_cases_exact_right"] = right
-    write_json(metrics, out_dir / "metrics.json")
+    write_json(metrics, artifacts.step_file(it, NAME, "metrics.json"))
     summary_line(
         NAME,
         rows_in=judgments.height,

@@ -11,10 +11,10 @@ Run: ``datakit sft_set --iteration iter_1`` (``dvc repro sft_set@iter_1``).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import polars as pl
 
+from datakit import artifacts
 from datakit.config import Iteration, Params
 from datakit.loaders import load_examples
 from datakit.pairs import PREFERENCE_PAIRS
@@ -22,14 +22,8 @@ from datakit.poft import SFT_SET, corrupt
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import read_table, write_table
 from datakit.train import examples_as_sft, sft_rows
-from stages import pairs
 
 NAME = "sft_set"
-
-
-def output(it: Iteration) -> Path:
-    """Where iteration ``it`` keeps its SFT set (read by score)."""
-    return Path(it.dir) / NAME / "sft.parquet"
 
 
 def clean_rows(params: Params, it: Iteration) -> pl.DataFrame:
@@ -37,7 +31,7 @@ def clean_rows(params: Params, it: Iteration) -> pl.DataFrame:
     as many pool rows (sampled with ``train.seed``)."""
     cfg = params.train
     if cfg.data == "pairs":
-        return sft_rows(read_table(pairs.output(it), PREFERENCE_PAIRS))
+        return sft_rows(read_table(artifacts.preference_pairs(it), PREFERENCE_PAIRS))
     system = params.generate.system_prompt
     domain = examples_as_sft(load_examples(params.data.domain_train, "train"), system, "domain")
     if cfg.data == "mixed":
@@ -51,7 +45,7 @@ def run(params: Params, iteration: str) -> pl.DataFrame:
     started = time.perf_counter()
     it, cfg = params.iteration(iteration), params.sft_set
     rows = corrupt(clean_rows(params, it), cfg.noise, cfg.swap_share, cfg.char_rate, cfg.seed)
-    write_table(rows, output(it), SFT_SET)
+    write_table(rows, artifacts.sft_set(it), SFT_SET)
     kinds = rows["corruption"].value_counts()
     counts = dict(zip(kinds["corruption"].to_list(), kinds["count"].to_list(), strict=True))
     metrics = {
@@ -62,7 +56,7 @@ def run(params: Params, iteration: str) -> pl.DataFrame:
         "corrupted_swap": counts.get("swap", 0),
         "corrupted_chars": counts.get("chars", 0),
     }
-    write_json(metrics, output(it).parent / "metrics.json")
+    write_json(metrics, artifacts.step_file(it, NAME, "metrics.json"))
     summary_line(
         NAME,
         rows_in=rows.height,

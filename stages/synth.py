@@ -12,21 +12,21 @@ Run: ``datakit synth`` (``dvc repro synth``).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import polars as pl
 
+from datakit import artifacts
 from datakit.config import Params
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import EXAMPLES, write_table
 from datakit.synth import make_domain, make_general_splits
 
-FILES = ("math_train", "math_val", "math_test", "pool", "general_val", "general_eval")
+NAME = "synth"
 
 
 def run(params: Params) -> dict[str, pl.DataFrame]:
     started = time.perf_counter()
-    cfg, out = params.synth, Path(params.paths.synth)
+    cfg = params.synth
     domain = make_domain(
         cfg.domain, cfg.math_train, cfg.math_val, cfg.math_test, cfg.seed, cfg.math_max_steps
     )
@@ -39,9 +39,9 @@ def run(params: Params) -> dict[str, pl.DataFrame]:
         general["val"],
         general["eval"],
     )
-    tables = dict(zip(FILES, frames, strict=True))
+    tables = dict(zip(artifacts.SYNTH_FILES, frames, strict=True))
     for name, df in tables.items():
-        write_table(df, out / f"{name}.parquet", EXAMPLES)
+        write_table(df, artifacts.project_file(params, NAME, f"{name}.parquet"), EXAMPLES)
     stats = {
         name: {
             "rows": df.height,
@@ -49,7 +49,7 @@ def run(params: Params) -> dict[str, pl.DataFrame]:
         }
         for name, df in tables.items()
     }
-    write_json(stats, out / "stats.json")
+    write_json(stats, artifacts.project_file(params, NAME, "stats.json"))
     n = sum(df.height for df in tables.values())
     summary_line(
         "synth",

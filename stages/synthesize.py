@@ -15,47 +15,34 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from pathlib import Path
 
 import polars as pl
 
+from datakit import artifacts
 from datakit.config import DatasetSource, Iteration, Params
-from datakit.errors import ConfigError, DatakitError
-from datakit.isheep import INSTRUCTIONS, parse_instructions, rule_filter, sample_tasks, synth_prompt
+from datakit.errors import DatakitError
+from datakit.generate import answer
+from datakit.isheep import INSTRUCTIONS, parse_instructions, round_of, rule_filter, sample_tasks, synth_prompt
 from datakit.loaders import load_examples
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import GENERATIONS, read_table, write_table
 from datakit.shards import clear_work
-from stages import generate
 
 NAME = "synthesize"
 FILTERS = ("length", "banned", "format", "duplicate", "rouge")
 
 
-def output(it: Iteration) -> Path:
-    """Where round ``it`` keeps the instructions that passed the rule filters (answered by generate)."""
-    return Path(it.dir) / NAME / "instructions.parquet"
-
-
-def round_of(params: Params, iteration: str) -> Iteration:
-    it = params.iteration(iteration)
-    if it.recipe != "isheep":
-        raise ConfigError(
-            f"{iteration}: not an I-SHEEP round (known rounds: {', '.join(params.rounds) or 'none'})"
-        )
-    return it
-
-
 def earlier_kept(params: Params, it: Iteration) -> list[tuple[str, str]]:
     """The instructions earlier rounds trained on (their filter's kept pairs), oldest round first."""
     from datakit.isheep import FILTERED
-    from stages import filter as filter_stage
 
     out = []
     for other in sorted(params.rounds.values(), key=lambda r: r.n):
         if other.n < it.n:
-            kept = read_table(filter_stage.pairs_output(other), FILTERED).filter(pl.col("kept"))["id"]
-            rows = read_table(output(other), INSTRUCTIONS).filter(pl.col("id").is_in(kept.implode()))
+            kept = read_table(artifacts.filtered_pairs(other), FILTERED).filter(pl.col("kept"))["id"]
+            rows = read_table(artifacts.instructions(other), INSTRUCTIONS).filter(
+                pl.col("id").is_in(kept.implode())
+            )
             out.extend(zip(rows["instruction"], rows["input"], strict=True))
     return out
 
@@ -78,7 +65,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         }
     )
     writer = dataclasses.replace(params, generate=cfg.generation)
-    gens, summary, work = generate.answer(
+    gens, summary, work = answer(
         writer, prompts, it.model_in, it.n, name=NAME, desc=f"{NAME} {iteration}", progress=progress
     )
     if summary["failed"] > cfg.generation.max_failure_rate * max(gens.height, 1):
@@ -107,11 +94,10 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     )
     existing = list(seeds["instruction"]) + [e[0] for e in earlier]
     checked, dropped = rule_filter(candidates, existing, cfg)
-    folder = output(it).parent
-    write_table(checked, folder / "candidates.parquet", INSTRUCTIONS)
+    write_table(checked, artifacts.step_file(it, NAME, "candidates.parquet"), INSTRUCTIONS)
     kept = checked.filter(pl.col("dropped_by").is_null())
-    write_table(kept, output(it), INSTRUCTIONS)
-    write_table(gens, folder / "generations.parquet", GENERATIONS)
+    write_table(kept, artifacts.instructions(it), INSTRUCTIONS)
+    write_table(gens, artifacts.step_file(it, NAME, "generations.parquet"), GENERATIONS)
     left, after = candidates.height, {}
     for name in FILTERS:
         left -= dropped[name]
@@ -128,7 +114,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         "new_tokens": summary["new_tokens"],
         "finish_reasons": summary["finish_reasons"],
     }
-    write_json(metrics, folder / "metrics.json")
+    write_json(metrics, artifacts.step_file(it, NAME, "metrics.json"))
     clear_work(work)
     summary_line(
         NAME,

@@ -11,24 +11,18 @@ Run: ``datakit tag_domain`` (``dvc repro tag_domain``).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import polars as pl
 
+from datakit import artifacts
 from datakit.config import Params
 from datakit.embed import Embedder
 from datakit.loaders import load_examples
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import write_table
-from datakit.tags import TAGS, make_tagger
-from stages.tag import tag_metrics, tag_rows
+from datakit.tags import TAGS, make_tagger, tag_metrics, tag_rows
 
 NAME = "tag_domain"
-
-
-def output(params: Params) -> Path:
-    """The domain items' tags (read by the weakness stages)."""
-    return Path(params.paths.tag) / "domain_tags.parquet"
 
 
 def run(params: Params, progress: bool = True) -> pl.DataFrame:
@@ -42,9 +36,9 @@ def run(params: Params, progress: bool = True) -> pl.DataFrame:
     embedder = Embedder(params.embed, params.paths.cache, progress, executor=params.executor)
     tagger = make_tagger(params.tag, embedder, lazy=params.executor.is_ray)
     tags, stats = tag_rows(params, items, tagger, progress, NAME)
-    write_table(tags, output(params), TAGS)
+    write_table(tags, artifacts.domain_tags(params), TAGS)
     metrics = tag_metrics(tags, stats)
-    write_json(metrics, output(params).parent / "domain_metrics.json")
+    write_json(metrics, artifacts.project_file(params, NAME, "domain_metrics.json"))
     summary_line(
         NAME,
         rows_in=items.height,

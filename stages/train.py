@@ -23,6 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
+from datakit import artifacts
 from datakit.backends import pick_device
 from datakit.config import Iteration, Params
 from datakit.errors import ConfigError, DatakitError
@@ -45,19 +46,14 @@ from datakit.train import (
     trainer_kind,
     trl_config,
 )
-from stages import pairs, score
 
 NAME = "train"
 STAMP_FILE = "run.json"  # in the work folder: what its checkpoints belong to (run_stamp)
 
 
-def folder(it: Iteration) -> Path:
-    return Path(it.dir) / NAME
-
-
 def phase_input(it: Iteration, kind: str) -> Path:
     """The table phase ``kind`` trains on: the scored SFT set (sft, poft) or the iteration's pairs (dpo, orpo)."""
-    return score.output(it) if kind in SFT_KINDS else pairs.output(it)
+    return artifacts.scores(it) if kind in SFT_KINDS else artifacts.preference_pairs(it)
 
 
 def training_rows(params: Params, it: Iteration, kind: str) -> pl.DataFrame:
@@ -190,7 +186,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
                 f"score.max_length ({params.score.max_length}) must equal train.sft.max_length ({seen}): PoFT "
                 "compares the references' and the model's log-likelihood of the same tokens"
             )
-    out_dir, model_out = folder(it), Path(it.model_out)
+    out_dir, model_out = artifacts.step_dir(it, NAME), Path(it.model_out)
     # One folder every process of a launched run shares: the main process saves each phase's model
     # there and the others load it for the next phase. It outlives a killed run (checkpoints, finished
     # phases) and goes once M_{t+1} is written.
@@ -230,14 +226,14 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
         parts.append(part.with_columns(pl.col("step") + offset))
         offset += int(part["step"].max() or 0)
     log = pl.concat(parts, how="diagonal_relaxed")
-    write_text_atomic(log.write_csv(), out_dir / "log.csv")
-    plot_logps(log, out_dir / "logps.png", f"{iteration}: {trainer_kind(cfg)} on {data}")
+    write_text_atomic(log.write_csv(), artifacts.step_file(it, NAME, "log.csv"))
+    plot_logps(log, artifacts.step_file(it, NAME, "logps.png"), f"{iteration}: {trainer_kind(cfg)} on {data}")
     if taus is None:  # no PoFT phase: the files exist (DVC outputs), empty
         taus = pl.DataFrame(schema=TAU_LOG)
-    write_text_atomic(taus.select(list(TAU_LOG)).write_csv(), out_dir / "tau.csv")
+    write_text_atomic(taus.select(list(TAU_LOG)).write_csv(), artifacts.step_file(it, NAME, "tau.csv"))
     plot_tau(
         taus,
-        out_dir / "tau.png",
+        artifacts.step_file(it, NAME, "tau.png"),
         f"{iteration}: PoFT weights over training ({trainer_kind(cfg)} on {data})",
     )
     tau_stats = tau_summary(taus) if taus.height else {}
@@ -263,14 +259,16 @@ def run(params: Params, iteration: str, progress: bool = True) -> dict:
         **log_summary(log.drop("phase")),
         **tau_stats,
     }
-    write_json(metrics, out_dir / "metrics.json")
+    write_json(metrics, artifacts.step_file(it, NAME, "metrics.json"))
     # The models last: until they are moved out, a killed run resumes with every phase done.
     model_out.parent.mkdir(parents=True, exist_ok=True)
     replace_dir(tmp / f"model-{kinds[-1]}", model_out)
     if cfg.lora:
-        replace_dir(tmp / f"adapter-{kinds[-1]}", out_dir / "adapter")
+        replace_dir(tmp / f"adapter-{kinds[-1]}", artifacts.step_file(it, NAME, "adapter"))
     else:
-        (out_dir / "adapter").mkdir(exist_ok=True)  # full fine-tuning: no adapter; DVC tracks it
+        (artifacts.step_file(it, NAME, "adapter")).mkdir(
+            exist_ok=True
+        )  # full fine-tuning: no adapter; DVC tracks it
     shutil.rmtree(tmp, ignore_errors=True)
     trend = ""
     if "logps_chosen_first" in metrics:

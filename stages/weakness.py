@@ -15,10 +15,10 @@ Run: ``datakit weakness --iteration iter_1`` / ``datakit weakness --base`` (``dv
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import polars as pl
 
+from datakit import artifacts
 from datakit.config import Params
 from datakit.pairs import PREFERENCE_PAIRS
 from datakit.report import read_correct
@@ -26,15 +26,8 @@ from datakit.runlog import summary_line, write_json
 from datakit.schemas import read_table, write_text_atomic
 from datakit.tags import TAGS
 from datakit.weakness import pair_shares, tag_groups, tag_rates
-from stages import evaluate, tag_domain
 
 NAME = "weakness"
-
-
-def folder(params: Params, iteration: str | None) -> Path:
-    if iteration is None:
-        return Path(params.paths.weakness_base)
-    return Path(params.iteration(iteration).dir) / NAME
 
 
 def category_groups(results: pl.DataFrame, name: str) -> dict[str, list[str]]:
@@ -48,33 +41,33 @@ def category_groups(results: pl.DataFrame, name: str) -> dict[str, list[str]]:
 
 def run(params: Params, iteration: str | None, progress: bool = True) -> pl.DataFrame:
     started = time.perf_counter()
-    _, _, eval_dir = evaluate.target(params, iteration)
-    results_path = eval_dir / "results.parquet"
+    _, _, eval_dir = artifacts.evaluation(params, iteration)
+    results_path = artifacts.file_in(eval_dir, "evaluate", "results.parquet")
     right = read_correct(results_path, params.select.threshold, results_path)
     results = pl.read_parquet(results_path, columns=["set", "id", "category"])
-    groups = tag_groups(read_table(tag_domain.output(params), TAGS))
+    groups = tag_groups(read_table(artifacts.domain_tags(params), TAGS))
     parts = []
     for name, graded in sorted(right.items()):
         by = groups if name.startswith("domain") else category_groups(results, name)
         parts.append(tag_rates(graded, by).with_columns(set=pl.lit(name)))
     rates = pl.concat(parts).select("set", pl.exclude("set"))
-    out = folder(params, iteration)
+    out = artifacts.weakness_dir(params, iteration)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(rates.write_csv(), out / "rates.csv")
+    write_text_atomic(rates.write_csv(), artifacts.file_in(out, NAME, "rates.csv"))
     shares = pl.DataFrame(schema={"tag": pl.Utf8, "pairs": pl.Int64, "share": pl.Float64})
     if iteration is not None:  # the base model was trained on no pairs
-        pairs_path = Path(params.iteration(iteration).dir) / "pairs/preference_pairs.parquet"
+        pairs_path = artifacts.preference_pairs(params.iteration(iteration))
         pairs = read_table(pairs_path, PREFERENCE_PAIRS)
         if pairs.height:
             shares = pair_shares(pairs)
-        write_text_atomic(shares.write_csv(), out / "pair_shares.csv")
+        write_text_atomic(shares.write_csv(), artifacts.file_in(out, NAME, "pair_shares.csv"))
     test = rates.filter(pl.col("set") == "domain_test").sort("error_rate", descending=True)
     metrics = {
         "tags": rates.filter(pl.col("set").str.starts_with("domain"))["tag"].n_unique(),
         "worst_test_tags": {r["tag"]: round(r["error_rate"], 4) for r in test.head(5).iter_rows(named=True)},
         "pairs_top_tags": {r["tag"]: round(r["share"], 4) for r in shares.head(5).iter_rows(named=True)},
     }
-    write_json(metrics, out / "metrics.json")
+    write_json(metrics, artifacts.file_in(out, NAME, "metrics.json"))
     summary_line(
         NAME,
         rows_in=results.height,

@@ -144,11 +144,11 @@ def test_generate_resumes_after_kill_9(project):
 
 def test_changing_the_model_or_the_settings_discards_the_kept_shards(project, tiny_model, judge_model):
     """Shards left by a killed run are read back only by a run with the same model, settings and rows."""
-    from stages import generate
+    from datakit.generate import answer
 
     params = load_params("params.yaml")
     ex = examples(10)
-    kept = generate.answer(params, ex, str(tiny_model), 1, name="g", desc="g", progress=False)[1]
+    kept = answer(params, ex, str(tiny_model), 1, name="g", desc="g", progress=False)[1]
     assert (kept["shards"], kept["shards_resumed"]) == (2, 0)
     settings = dataclasses.replace(
         params,
@@ -159,12 +159,10 @@ def test_changing_the_model_or_the_settings_discards_the_kept_shards(project, ti
         (settings, str(tiny_model), ex),  # other generation settings
         (params, str(tiny_model), examples(10).with_columns(input=pl.lit("other"))),  # other prompts
     ):
-        assert (
-            generate.answer(p, rows, model, 1, name="g", desc="g", progress=False)[1]["shards_resumed"] == 0
-        )
+        assert answer(p, rows, model, 1, name="g", desc="g", progress=False)[1]["shards_resumed"] == 0
     # Unchanged: the kept shards are read back (the generation cache, which would answer first, is emptied).
     shutil.rmtree(project / ".datakit" / "cache" / "generations")
-    again = generate.answer(params, ex, str(tiny_model), 1, name="g", desc="g", progress=False)[1]
+    again = answer(params, ex, str(tiny_model), 1, name="g", desc="g", progress=False)[1]
     assert (again["shards_resumed"], again["rows_from_cache"]) == (2, 0)
 
 

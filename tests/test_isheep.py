@@ -298,9 +298,9 @@ def test_a_prefilled_answer_is_continued_not_reopened(tiny_model):
 
 
 def test_earlier_rounds_show_only_the_instructions_they_kept(project):
-    from datakit.isheep import FILTERED, INSTRUCTIONS
+    from datakit import artifacts
+    from datakit.isheep import FILTERED, INSTRUCTIONS, round_of
     from datakit.schemas import write_table
-    from stages import filter as filter_stage
     from stages import synthesize
 
     write_iterations(project / "params.yaml", 3, "rounds")
@@ -320,17 +320,17 @@ def test_earlier_rounds_show_only_the_instructions_they_kept(project):
                     "rouge_max": [0.1, 0.2],
                 }
             ),
-            synthesize.output(it),
+            artifacts.instructions(it),
             INSTRUCTIONS,
         )
         write_table(
             pl.DataFrame(
                 {"id": ids, "score": [9, 3], "ppl": [None, None], "empty": [False] * 2, "kept": kept}
             ).with_columns(reason=pl.lit(None, pl.Utf8), cluster=pl.lit(None, pl.Int64)),
-            filter_stage.pairs_output(it),
+            artifacts.filtered_pairs(it),
             FILTERED,
         )
     assert synthesize.earlier_kept(params, r1) == []
     assert synthesize.earlier_kept(params, r3) == [("task 1a", ""), ("task 2b", "x")]
     with pytest.raises(ConfigError, match="iter_1: not an I-SHEEP round"):
-        synthesize.round_of(params, "iter_1")
+        round_of(params, "iter_1")

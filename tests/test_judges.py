@@ -128,7 +128,9 @@ def test_score_first_judge_prefills_the_result_marker(tiny_model):
     assert all(c[-2]["role"] == "user" and "###Feedback:" in c[-2]["content"] for c in sent)
     # The random tiny model writes no digit first: each row unscored with the score-first error.
     for score, err, raw in zip(out["score"], out["error"], out["raw"], strict=True):
-        assert (score is None and "no score after [RESULT]" in err) or (score is not None and err is None), raw
+        assert (score is None and "no score after [RESULT]" in err) or (score is not None and err is None), (
+            raw
+        )
     assert prompting("feedback_first") == {}
 
 
