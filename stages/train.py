@@ -89,16 +89,31 @@ def prepare_work(tmp: Path, stamp: dict) -> None:
     write_text_atomic(json.dumps(stamp, sort_keys=True), marker)
 
 
+def last_checkpoint(out: Path) -> str | None:
+    """The newest checkpoint under ``out`` that its run finished writing, or None.
+
+    transformers writes a checkpoint's weights, optimizer and RNG state first and ``trainer_state.json`` last,
+    so a checkpoint without a readable one was cut off by a kill; it is removed, and the run resumes from the
+    one before (``get_last_checkpoint`` would pick the cut-off one and the resume would fail)."""
+    finished = []
+    for folder in out.glob("checkpoint-*"):
+        try:
+            json.loads((folder / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        finished.append(folder)
+    return str(max(finished, key=lambda f: int(f.name.rsplit("-", 1)[1]))) if finished else None
+
+
 def _train_phase(cfg, kind: str, model: str, rows: pl.DataFrame, tmp: Path, device: str) -> tuple:
     """Train phase ``kind``, from its last checkpoint in ``tmp`` when a killed run left one; (trainer, its
     record: steps, loss, seconds, the step it resumed from, the step log, PoFT's tau log)."""
     if rows.is_empty():
         raise DatakitError(f"train ({kind}): no training rows ({cfg.data}); nothing to learn from")
-    from transformers.trainer_utils import get_last_checkpoint
-
     out = tmp / f"trainer-{kind}"
     trainer = build_trainer(cfg, model, rows, out, device, kind)
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    last = last_checkpoint(out) if out.is_dir() else None
     if last and kind == "poft":
         trainer.resume_tau_log(last)
     result = trainer.train(resume_from_checkpoint=last)

@@ -298,7 +298,11 @@ def test_a_killed_train_resumes_from_its_last_checkpoint(project):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (project / "data/iter_1/train/model").exists()
-    kept = sorted(int(p.name.split("-")[1]) for p in work.glob("trainer-poft/checkpoint-*"))
+    # The kill may land while a checkpoint is written: only the finished ones (trainer_state.json is their
+    # last file) are resumed from.
+    kept = sorted(
+        int(p.parent.name.split("-")[1]) for p in work.glob("trainer-poft/checkpoint-*/trainer_state.json")
+    )
     assert kept and kept[-1] < 40
 
     finish("train", "--iteration", "iter_1", "--no-progress")
@@ -425,3 +429,23 @@ def test_train_stage_variants_run_and_train(project, variant, monkeypatch):
         assert started_from == [("poft", "base_model"), ("dpo", "model-poft")]
         first_dpo = log.filter(pl.col("phase") == "dpo")["loss"][0]
         assert first_dpo == pytest.approx(math.log(2), abs=1e-4)
+
+
+def test_resume_skips_a_checkpoint_cut_off_by_the_kill(tmp_path):
+    """A kill while a checkpoint is written leaves its folder without trainer_state.json (transformers writes
+    that file last): the run resumes from the checkpoint before it, and the cut-off one is removed."""
+    import json
+
+    from stages.train import last_checkpoint
+
+    for step, done in ((5, True), (10, True), (15, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "optimizer.pt").write_bytes(b"x")
+        if done:
+            (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (tmp_path / "checkpoint-20").mkdir()
+    (tmp_path / "checkpoint-20" / "trainer_state.json").write_text('{"global_st')  # cut off mid-write
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-5"]
+    assert last_checkpoint(tmp_path / "nothing-here") is None
