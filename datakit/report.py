@@ -394,8 +394,8 @@ def baseline_rows(
             and (value := cell(exp, DVC_PARAMS_FILE, key)) is not None
             and parent is not None
             # A key its commit lacks came with an uncommitted params.yaml (a newer datakit's section), not
-            # from `-S`: no setting of this experiment.
-            and (base := cell(parent, DVC_PARAMS_FILE, key)) is not None
+            # from `-S`: no setting of this experiment. exp_show fills such a cell with None or "None".
+            and (base := cell(parent, DVC_PARAMS_FILE, key)) not in (None, "None")
             and value != base
         )
         shown = ", ".join([trained(objective, data), *(f"{k}={v}" for k, v in changed)])

@@ -362,16 +362,17 @@ def test_baseline_rows_from_exp_show(run: Params, tmp_path: Path):
          "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.09, "train.objective": "dpo_sft"},
         {**common, "Experiment": None, "rev": "master", "typ": "baseline",
          "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.09, "train.objective": "dpo_sft",
-         "train.args.learning_rate": 0.0003},
+         "train.args.learning_rate": 0.0003, "paths.evaluate_base": "None"},
         # Its own setting (the learning rate) is shown; a key its commit lacks (the experiment ran with an
-        # uncommitted params.yaml that had a newer section) is not one of its settings.
+        # uncommitted params.yaml that had a newer section) is not one of its settings, whether exp_show
+        # leaves the commit's cell out or fills it with "None".
         {**common, "Experiment": "continued-sft", "rev": "62186a8", "typ": "branch_commit",
          "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.05,
          "data/iter_1/evaluate/metrics.json:general_accuracy": 0.4,
          "data/iter_1/evaluate/metrics.json:train_bad_cases": 270.0,
          "data/iter_1/train/metrics.json:steps": 30.0,
          "general_nll": 2.7, "train.objective": "sft", "train.args.learning_rate": 0.001,
-         "paths.weakness_base": "data/weakness_base"},
+         "paths.weakness_base": "data/weakness_base", "paths.evaluate_base": "data/evaluate_base"},
         # Still running (or killed): dvc shows its parent's metrics, which are not its own.
         {**common, "Experiment": "lr-1e-3", "rev": "f91209f", "typ": "branch_commit", "State": "Running",
          "data/iter_1/evaluate/metrics.json:domain_accuracy": 0.09, "train.objective": "dpo_sft"},
