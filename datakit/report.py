@@ -686,7 +686,14 @@ def sweep_table(models: list[ModelRow], params: Params | None = None) -> Block |
         return None
 
     def setting(m: ModelRow) -> str:
-        shown = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in m.settings) or m.model
+        grid = ("train.args.learning_rate", "train.args.num_train_epochs")
+        found = SWEEP_NAME.fullmatch(m.model)
+        point = dict(m.settings)
+        if found:  # the grid point from the name: a value equal to its commit's is not among the settings
+            point |= dict(zip(grid, _grid_point(found.group("lr"), found.group("epochs")), strict=True))
+        head = f"lr {point.get(grid[0], '?')} x {point.get(grid[1], '?')} epochs"
+        rest = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in m.settings if k not in grid]
+        shown = ", ".join([head, *rest])
         return f"{m.label.split(' (')[0]}: {shown}" if m.index is not None else shown
 
     rows = [

@@ -51,7 +51,7 @@ def tiny_params(root: Path, model: Path, **overrides) -> dict:
     params["generate"].update(backend="transformers", batch_size=4, max_new_tokens=8, shard_size=5)
     params["judge"]["generation"].update(batch_size=4, max_new_tokens=8, shard_size=5)
     params["judge_audit"]["generation"] = {"backend": "transformers"}
-    params["train"]["args"].update(per_device_train_batch_size=4, learning_rate=1e-3)
+    params["train"]["args"].update(per_device_train_batch_size=4, learning_rate=1e-3, num_train_epochs=1)
     params["train"]["lora"].update(r=4, lora_alpha=8)
     for name in ("dpo", "orpo", "sft"):
         params["train"][name]["max_length"] = 256

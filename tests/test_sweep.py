@@ -81,6 +81,7 @@ def test_a_sweep_runs_resumes_and_the_report_chooses_on_validation(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     data["paths"].update(evaluate_base="data/evaluate_base", report="data/report")
+    data["train"]["args"].update(learning_rate=0.0003, num_train_epochs=1)  # the lineage's own: off the grid
     data["iterations"] = {
         "iter_1": {"n": 1, "model_in": "m0", "model_out": "data/iter_1/train/model", "dir": "data/iter_1"}
     }
@@ -123,10 +124,10 @@ def test_a_sweep_runs_resumes_and_the_report_chooses_on_validation(tmp_path, mon
     write_report(params, baselines=True)
     md = Path("data/report/report.md").read_text()
     tuning = [line for line in md.splitlines() if line.startswith("| apt |")]
-    assert len(tuning) == 3 and "chosen" in tuning[0] and "learning_rate=0.001" in tuning[0]
+    assert len(tuning) == 3 and "chosen" in tuning[0] and "lr 0.001 x 1 epochs" in tuning[0]
     # The lineage's own iteration 1 is APT's point at params.yaml's setting (validation 35%, between the two).
-    assert "learning_rate=0.0003, num_train_epochs=1" in tuning[1] and "| 35.0 |" in tuning[1]
-    assert "learning_rate=0.0001" in tuning[2]
+    assert "lr 0.0003 x 1 epochs" in tuning[1] and "| 35.0 |" in tuning[1]
+    assert "lr 0.0001 x 1 epochs" in tuning[2]  # the grid point from the name, whatever the commit's values
     # One run only: its points are the grid. Another run at one point of it: the budgets are not matched.
     assert (
         "Every run trained at the same points (learning rate x epochs: 0.0001 x 1, 0.0003 x 1, 0.001 x 1)"
