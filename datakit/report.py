@@ -969,8 +969,15 @@ def _html_text(text: str) -> str:
 CSS = (
     "body{font-family:sans-serif;max-width:70em;margin:2em auto;color:#222}"
     "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em}"
-    "th{background:#f4f4f4}td{text-align:right}td:first-child{text-align:left}img{max-width:100%}"
+    "th{background:#f4f4f4}td{text-align:right}td:first-child,td.t{text-align:left}"
+    ".wide{overflow-x:auto}img{max-width:100%}"
 )
+
+
+def _html_cell(text: str) -> str:
+    """A table cell: figures right-aligned (the CSS default), words left-aligned (class t)."""
+    words = bool(re.match(r"[^\W\d_]", text))  # starts with a letter: a name, an answer, a verdict
+    return f'<td class="t">{html.escape(text)}</td>' if words else f"<td>{html.escape(text)}</td>"
 
 
 def to_html(blocks: list[Block]) -> str:
@@ -982,10 +989,10 @@ def to_html(blocks: list[Block]) -> str:
             out.append(f'<p><img src="{html.escape(b.text)}" alt="{html.escape(b.alt)}"></p>')
         else:
             head = "".join(f"<th>{html.escape(h)}</th>" for h in b.headers)
-            body = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in b.rows
+            body = "".join("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in b.rows)
+            out.append(
+                f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
             )
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
     page = (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>APT report</title>'
         f"<style>{CSS}</style></head>\n<body>\n" + "\n".join(out) + "\n</body></html>\n"

@@ -223,7 +223,13 @@ def test_report_tables_plots_and_summary(run: Params, tmp_path: Path):
     page = (report / "report.html").read_text()
     assert page.count("<table>") == 4
     assert '<img src="accuracy.png"' in page
-    assert "<td>+7.0</td>" in page
+    assert "<td>+7.0</td>" in page  # a figure: right-aligned
+    from datakit.report import _html_cell
+
+    assert _html_cell("wrong answer passed") == '<td class="t">wrong answer passed</td>'  # words: left
+    assert _html_cell("-0.5 (p=0.83, within noise)") == "<td>-0.5 (p=0.83, within noise)</td>"  # a figure
+    assert _html_cell("—") == "<td>—</td>"
+    assert page.count('<div class="wide">') == 4  # a wide table scrolls instead of running off the page
     assert "<code>&lt;4</code>" in page  # the threshold, escaped
 
     summary = pl.read_csv(report / "summary.csv")
