@@ -94,7 +94,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
             "confusion": {
                 r["judge_score"]: {"wrong": r["wrong"], "right": r["right"]}
                 for r in confusion(audit).iter_rows(named=True)
-            },  # fmt: skip
+            },
             "examples": examples_out.to_dicts(),
         },
         artifacts.step_file(it, NAME, "metrics.json"),
