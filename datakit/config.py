@@ -150,8 +150,38 @@ def _check_grading(retries: int, max_failure_rate: float) -> None:
 
 
 @dataclass(frozen=True)
+class SandboxConfig:
+    """The sandbox of ``judge.kind: code`` (params ``judge.code``; ``datakit.sandbox`` says what each
+    isolation guarantees)."""
+
+    # auto = namespaces where they run (root, Linux, util-linux unshare), else rlimits | namespaces | rlimits
+    isolation: Literal["auto", "namespaces", "rlimits"] = "auto"
+    workers: int = 2  # candidates run at once
+    timeout_s: float = 10.0  # wall clock per candidate, all its test calls together
+    cpu_s: int = 5  # CPU seconds per candidate (RLIMIT_CPU)
+    memory_mb: int = 512  # address space (RLIMIT_AS)
+    file_kb: int = 1024  # largest file it may write, its printed output included (RLIMIT_FSIZE)
+    open_files: int = 32  # RLIMIT_NOFILE
+    processes: int = 8  # processes and threads of the candidate's uid (RLIMIT_NPROC; namespaces only)
+    tmpfs_mb: int = 16  # size of the candidate's /tmp (namespaces only)
+    uid_base: int = 61000  # namespaces: worker slot k runs as uid/gid uid_base + k
+    binds: list[str] = field(default_factory=list)  # namespaces: more folders the candidate may read (the root has /usr and Python)
+    python: str = ""  # interpreter for the harness ('' = this one); any Python >= 3.8, no packages needed
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "cpu_s", "memory_mb", "file_kb", "open_files", "processes", "tmpfs_mb"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s: must be > 0, got {self.timeout_s}")
+        if self.uid_base < 1000:
+            raise ValueError(f"uid_base: must be >= 1000 (an unprivileged range), got {self.uid_base}")
+
+
+@dataclass(frozen=True)
 class JudgeConfig:
-    kind: Literal["math", "llm", "self"] = "math"  # math = exact final-answer match; llm; self = M_t judges
+    # math = exact final-answer match; code = run against the row's tests in a sandbox; llm; self = M_t judges
+    kind: Literal["math", "code", "llm", "self"] = "math"
     model: str = ""  # llm judge: local path / hub id (transformers, vllm) or served name (openai)
     generation: GenerationConfig = field(
         default_factory=lambda: GenerationConfig(max_new_tokens=384, batch_size=16)
@@ -162,6 +192,7 @@ class JudgeConfig:
     format: Literal["feedback_first", "score_first"] = "feedback_first"
     retries: int = 2  # sampled re-asks for an unparsable judge answer
     max_failure_rate: float = 0.1  # share of unscored rows above which the stage fails
+    code: SandboxConfig = field(default_factory=SandboxConfig)  # code judge: the sandbox's isolation and limits
 
     def __post_init__(self) -> None:
         _check_grading(self.retries, self.max_failure_rate)

@@ -17,6 +17,7 @@ from datakit.backends import Backend, make_backend
 from datakit.config import GenerationConfig, Params
 from datakit.errors import DatakitError
 from datakit.generate import answered
+from datakit.code_judge import judge_code
 from datakit.judges import judge_llm, judge_math, prompting
 from datakit.schemas import JUDGMENTS
 from datakit.shards import model_fingerprint, run_sharded, work_key
@@ -41,6 +42,8 @@ def judge_rows(
     rows = answered(examples, generations, where)  # every example answered, or one error naming the file
     if cfg.kind == "math":
         return judge_math(rows, data_path), 0, None
+    if cfg.kind == "code":
+        return judge_code(rows, cfg.code, data_path, progress), 0, None
     model = model_in if cfg.kind == "self" else cfg.model
     if not model and not (cfg.generation.backend == "openai" and cfg.generation.openai.model):
         raise DatakitError("judge.model: set the judge model for kind 'llm'")

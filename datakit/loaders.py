@@ -23,7 +23,10 @@ from datakit.config import DatasetSource
 from datakit.errors import DataError
 from datakit.schemas import EXAMPLES, check_frame
 
-FIELDS = ("instruction", "input", "output", "id")
+FIELDS = ("instruction", "input", "output", "id", "tests")
+# Optional per-row data a judge needs beyond the reference (``tests``: the code judge's hidden tests, JSON);
+# a source without it gets no such column, so the examples table is unchanged for every other domain.
+OPTIONAL = ("tests",)
 SUFFIX_FORMATS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -194,11 +197,14 @@ def records_to_examples(
                 "output": output,
                 "source": own_source if isinstance(own_source, str) and own_source else source,
                 "split": split,
+                **{name: _text(record, name, col[name], where, row, required=False) for name in OPTIONAL},
             }
         )
     if not rows:
         raise DataError(where, "has no rows")
-    df = pl.DataFrame(rows, schema=dict(EXAMPLES.schema))
+    present = [name for name in OPTIONAL if any(r[name] for r in rows)]
+    schema = {**EXAMPLES.schema, **{name: pl.Utf8 for name in present}}
+    df = pl.DataFrame([{k: r[k] for k in schema} for r in rows], schema=schema)
     return check_frame(df, EXAMPLES, where)
 
 

@@ -42,7 +42,7 @@ def run(params: Params, iteration: str) -> pl.DataFrame:
         "bad_case_rate": round(bad.height / max(scored, 1), 4),
         "threshold": params.select.threshold,
     }
-    if params.judge.kind != "math":
+    if params.judge.kind in ("llm", "self"):  # a model judge, checked by the exact one where it can
         right = exact_right(rows.filter(pl.col("id").is_in(bad["id"].implode())))
         if right is not None:
             metrics["bad_cases_exact_right"] = right

@@ -15,12 +15,14 @@ import polars as pl
 
 from datakit.schemas import EXAMPLES
 from datakit.synth import arith as _arith
+from datakit.synth import code as _code
 from datakit.synth import general as _general
 from datakit.synth import math as _math
 
 __all__ = ["DOMAINS", "make_domain", "make_general", "make_general_splits", "make_math"]
 
-DOMAINS = tuple(_arith.FAMILIES)  # synth.domain: the candidate families (datakit.synth.arith)
+# synth.domain: the arithmetic families (datakit.synth.arith), and code (datakit.synth.code)
+DOMAINS = (*_arith.FAMILIES, "code")
 
 # Same purpose as math.MAX_UNIQUE: refuse absurd sizes up front instead of grinding.
 MAX_GENERAL = 200_000
@@ -97,6 +99,8 @@ def make_domain(
     Raises:
         ValueError: for an unknown domain, negative sizes, or more unique problems than the templates make.
     """
+    if domain == "code":
+        return make_code(n_train, n_val, n_test, seed)
     if domain not in _arith.FAMILIES:
         raise ValueError(f"make_domain: unknown domain {domain!r} (known: {', '.join(DOMAINS)})")
     _check_sizes("make_domain", _math.MAX_UNIQUE, n_train=n_train, n_val=n_val, n_test=n_test)
@@ -129,6 +133,52 @@ def make_domain(
                 for p in problems
             ]
         )
+    for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
+        _disjoint(frames[a], frames[b])
+    return frames
+
+
+def make_code(n_train: int, n_val: int, n_test: int, seed: int) -> dict[str, pl.DataFrame]:
+    """Programming tasks (``datakit.synth.code``): ``{"train", "val", "test"}`` frames with the examples
+    columns plus ``tests`` (JSON: the entry function, the argument lists, the expected results), ``output``
+    the reference solution in a fenced block, ``source`` = ``code/<template>``.
+
+    Validation and test take held-out template instances only, train the others (no instance on both
+    sides); every reference is run at generation time and checked against the template's oracle.
+
+    Raises:
+        ValueError: for negative sizes, or more tasks than the templates have instances.
+    """
+    _check_sizes("make_code", _math.MAX_UNIQUE, n_train=n_train, n_val=n_val, n_test=n_test)
+    used: set[tuple] = set()
+    held_rng, train_rng = random.Random(f"{seed}/code/heldout"), random.Random(f"{seed}/code/train")
+    held = _code.generate(n_test + n_val, "test", held_rng, used)
+    held_rng.shuffle(held)
+    drawn = {"test": held[:n_test], "val": held[n_test:]}
+    drawn["train"] = _code.generate(n_train, "train", train_rng, used)
+    train_rng.shuffle(drawn["train"])
+    frames = {}
+    for split, tasks in drawn.items():
+        rows = []
+        for t in tasks:
+            expected = t.expected()
+            instruction = t.instruction(expected)
+            rows.append(
+                {
+                    "id": _row_id(f"code-{split}", instruction),
+                    "instruction": instruction,
+                    "input": "",
+                    "output": f"```python\n{t.source}```",
+                    "source": f"code/{t.template}",
+                    "split": split,
+                    "tests": t.tests(expected),
+                }
+            )
+        frames[split] = pl.DataFrame(rows, schema={**EXAMPLES.schema, "tests": pl.Utf8}) if rows else (
+            EXAMPLES.empty().with_columns(tests=pl.lit(None, pl.Utf8))
+        )
+        if frames[split]["id"].is_duplicated().any():
+            raise ValueError("synthetic ids collided; use a different seed")
     for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
         _disjoint(frames[a], frames[b])
     return frames

@@ -1,0 +1,321 @@
+"""Run untrusted, model-written Python in a fresh, locked-down process per candidate.
+
+One candidate = one process tree, started fresh and killed whole. The harness that runs inside
+(``resources/sandbox_harness.py``, standard library only) reads the code and the argument lists from stdin,
+sets its own resource limits, calls the entry function on each argument list and writes each result as
+JSON; expected outputs never enter the sandbox, and results are compared in the judge's process
+(``datakit.judges.judge_code``).
+
+Isolation (``judge.code.isolation``):
+
+- ``namespaces`` (``auto`` picks it when running as root and ``unshare`` works; Linux): new PID, network,
+  mount, IPC and UTS namespaces (util-linux ``unshare``), then ``setpriv`` drops to an unprivileged user of
+  its own per worker slot (uid ``uid_base + slot``, no groups, no capabilities, ``no_new_privs``). In the
+  mount namespace ``/tmp``, ``/var/tmp`` and ``/dev/shm`` are fresh size-capped tmpfs (the working directory
+  is ``/tmp/work`` on it, gone with the namespace) and the project folder, the judge's scratch folder and
+  ``hide`` are covered by empty read-only tmpfs. The network namespace has only a loopback that is down.
+  The process cap is ``RLIMIT_NPROC`` on the slot's own uid (root is not bound by it; this user is).
+- ``rlimits`` (the fallback; ``auto`` picks it when not root or when namespaces fail): the same resource
+  limits, an empty environment, closed stdin, a fresh temporary working directory and a kill of the whole
+  process group, but the candidate runs as the judge's user with its network and files. That is not a
+  security boundary: use it for trusted code or inside a container or VM that is one.
+
+Limits in both: wall clock (the judge kills the process group; in ``namespaces`` killing the namespace's
+first process kills every process in it), CPU time (``RLIMIT_CPU``: SIGXCPU), address space
+(``RLIMIT_AS``: MemoryError), file size (``RLIMIT_FSIZE``, which also bounds the candidate's output: SIGXFSZ),
+open files (``RLIMIT_NOFILE``), core dumps off. No seccomp filter is installed (Python's standard library
+has no binding, and util-linux has none to run); the kernel's whole system-call surface stays reachable
+from the unprivileged user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from datakit.config import SandboxConfig
+from datakit.errors import DatakitError
+
+HARNESS = resources.files("datakit").joinpath("resources/sandbox_harness.py").read_text()
+SETUP_FAILED = 121  # exit status of the namespace set-up script when a mount or chown fails
+_SIGNAL_LIMITS = {signal.SIGXCPU: "CPU-time limit", signal.SIGXFSZ: "file-size limit"}
+
+
+def _harness_namespace() -> dict[str, Any]:
+    ns: dict[str, Any] = {"__name__": "datakit_sandbox_harness"}
+    exec(compile(HARNESS, "sandbox_harness.py", "exec"), ns)  # our own file: defines encode, runs nothing
+    return ns
+
+
+encode = _harness_namespace()["encode"]  # the harness's own encoder, so synth's expected values match it
+
+
+@dataclass
+class Outcome:
+    """What one candidate did. ``results[i]`` is ``("value", v)`` (v in the harness's encoding), ``("raise",
+    message)``, or ``None`` when the call never returned (killed, or the process ended first)."""
+
+    results: list[tuple[str, Any] | None]
+    load_error: str | None = None  # the code did not compile or run, or has no such function
+    killed: str | None = None  # "wall-clock limit", "CPU-time limit", "file-size limit", "signal SIGSEGV", ...
+    exit_code: int = 0
+    stderr: str = ""  # the tail of what it printed (stdout and stderr)
+    seconds: float = 0.0
+    garbled: int = 0  # result lines that were not the harness's JSON
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def namespaces_available() -> str | None:
+    """None when the ``namespaces`` isolation can run here, else why not."""
+    if not sys.platform.startswith("linux"):
+        return "not Linux"
+    if os.geteuid() != 0:
+        return "not running as root (setpriv needs it to switch to the sandbox's own user)"
+    for tool in ("unshare", "setpriv", "mount"):
+        if shutil.which(tool) is None:
+            return f"'{tool}' (util-linux) is not installed"
+    probe = subprocess.run(
+        ["unshare", "--pid", "--fork", "--net", "--mount", "--propagation", "private", "true"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        return f"unshare failed: {probe.stderr.strip()}"
+    return None
+
+
+class Sandbox:
+    """Runs candidates under ``cfg``; ``run`` for one, ``run_many`` for a batch on ``cfg.workers`` slots."""
+
+    def __init__(self, cfg: SandboxConfig) -> None:
+        self.cfg = cfg
+        why = namespaces_available() if cfg.isolation != "rlimits" else "rlimits asked for"
+        if cfg.isolation == "namespaces" and why:
+            raise DatakitError(f"judge.code.isolation: namespaces cannot run here: {why}")
+        self.isolation = "namespaces" if why is None else "rlimits"
+        self.why_not_namespaces = why
+        self.scratch = Path(tempfile.mkdtemp(prefix="datakit-sandbox-"))
+        self.python, self.prefix = self._interpreter()
+        self._slots = list(range(cfg.workers))
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _interpreter(self) -> tuple[str, str]:
+        """The harness's Python (``cfg.python``, else this one) and its installation prefix, which the
+        ``namespaces`` root mounts read-only next to ``/usr``."""
+        python = os.path.realpath(self.cfg.python or sys.executable)
+        found = subprocess.run(
+            [python, "-I", "-S", "-c", "import sys; print(sys.base_prefix)"], capture_output=True, text=True
+        )
+        if found.returncode != 0:
+            raise DatakitError(f"judge.code.python: {python} does not run: {found.stderr.strip()[-300:]}")
+        return python, found.stdout.strip()
+
+    # --------------------------------------------------------------------------------------------- limits
+    def _limits(self) -> dict[str, int]:
+        c = self.cfg
+        limits = {
+            "RLIMIT_CPU": c.cpu_s,
+            "RLIMIT_AS": c.memory_mb * 2**20,
+            "RLIMIT_FSIZE": c.file_kb * 1024,
+            "RLIMIT_NOFILE": c.open_files,
+            "RLIMIT_CORE": 0,
+        }
+        if self.isolation == "namespaces":  # the slot's own uid: the count starts at the harness itself
+            limits["RLIMIT_NPROC"] = c.processes
+        return limits
+
+    def _command(self, slot: int) -> list[str]:
+        harness = [self.python, "-I", "-S", "-c", HARNESS]
+        if self.isolation == "rlimits":
+            return harness
+        uid = self.cfg.uid_base + slot
+        q = shlex.quote
+        root = str(self.scratch / f"root{slot}")
+        setup = [
+            # A new root: a size-capped tmpfs holding read-only binds of /usr, the interpreter's prefix and
+            # `binds`, four device nodes and an empty /tmp; nothing else of the machine (no project, no home).
+            f"mkdir -p {q(root)}",
+            f"mount -t tmpfs -o size={self.cfg.tmpfs_mb}m,mode=755,nosuid,nodev none {q(root)}",
+        ]
+        for path in dict.fromkeys(("/usr", self.prefix, *self.cfg.binds)):
+            inside = q(root + path)
+            setup += [
+                f"mkdir -p {inside}",
+                f"mount --rbind {q(path)} {inside}",
+                f"mount -o remount,bind,ro,nosuid,nodev {inside}",
+            ]
+        for link in ("bin", "lib", "lib32", "lib64", "sbin"):  # merged-/usr links, or the folders themselves
+            inside = q(f"{root}/{link}")
+            setup.append(
+                f'if [ -L /{link} ]; then ln -s "$(readlink /{link})" {inside}; elif [ -d /{link} ]; then '
+                f"mkdir {inside} && mount --rbind /{link} {inside} && mount -o remount,bind,ro,nosuid {inside}; fi"
+            )
+        setup.append(f"mkdir {q(root + '/dev')}")
+        for dev in ("null", "zero", "random", "urandom"):
+            node = q(f"{root}/dev/{dev}")
+            setup.append(f"touch {node} && mount --bind /dev/{dev} {node}")
+        work = q(root + "/tmp/work")
+        setup += [
+            f"mkdir -m 1777 {q(root + '/tmp')}",
+            f"mkdir -m 700 {work} && chown {uid}:{uid} {work} && cd {work}",
+        ]
+        script = "".join(f"{line} || exit {SETUP_FAILED}\n" for line in setup) + (
+            # Not exec: the harness must not be the namespace's PID 1, which ignores signals it has no handler
+            # for (SIGXCPU); this shell is PID 1 and returns 128 + the signal that killed the harness.
+            f"chroot {q(root)} /usr/bin/setpriv --reuid {uid} --regid {uid} --clear-groups --no-new-privs "
+            "--inh-caps=-all --bounding-set=-all -- /usr/bin/env -i -C /tmp/work PATH=/usr/bin:/bin HOME=/tmp/work "
+            'LANG=C.UTF-8 "$@"\n'
+        )
+        return [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "--net",
+            "--ipc",
+            "--uts",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            script,
+            "sandbox",
+            *harness,
+        ]
+
+    # ---------------------------------------------------------------------------------------------- run
+    def run(self, code: str, entry: str, calls: Sequence[Sequence[Any]], slot: int = 0) -> Outcome:
+        """Run ``code``, then ``entry(*args)`` for each of ``calls``, in a fresh sandboxed process.
+
+        Raises:
+            DatakitError: the sandbox itself could not start (a mount or the interpreter failed), which is
+                no fault of the candidate.
+        """
+        payload = json.dumps(
+            {"code": code, "entry": entry, "calls": [list(a) for a in calls], "limits": self._limits()}
+        ).encode()
+        work = Path(tempfile.mkdtemp(dir=self.scratch, prefix=f"slot{slot}-"))
+        started = time.perf_counter()
+        try:
+            with open(work / "result", "w+b") as out, open(work / "stderr", "w+b") as err:
+                cwd = work if self.isolation == "rlimits" else "/"
+                proc = subprocess.Popen(
+                    self._command(slot),
+                    stdin=subprocess.PIPE,
+                    stdout=out,
+                    stderr=err,
+                    cwd=cwd,
+                    env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+                    start_new_session=True,  # its own process group, killed whole
+                    close_fds=True,
+                )
+                killed = None
+                try:
+                    proc.communicate(payload, timeout=self.cfg.timeout_s)
+                except subprocess.TimeoutExpired:
+                    killed = "wall-clock limit"
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                except BrokenPipeError:  # it died before reading its payload; the exit status says why
+                    proc.wait()
+                if self.isolation == "rlimits":  # a child it left behind in the group goes too
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                seconds = time.perf_counter() - started
+                out.seek(0)
+                raw = out.read()
+                err.seek(0, os.SEEK_END)
+                size = err.tell()
+                err.seek(max(0, size - 4000))
+                tail = err.read().decode("utf-8", "replace")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return self._outcome(raw, proc.returncode, killed, tail, seconds, len(calls))
+
+    def _outcome(self, raw: bytes, rc: int, killed: str | None, tail: str, seconds: float, n: int) -> Outcome:
+        if self.isolation == "namespaces" and rc == SETUP_FAILED:
+            raise DatakitError(f"the code sandbox could not be set up: {tail.strip()[-500:]}")
+        sig = -rc if rc < 0 else rc - 128 if self.isolation == "namespaces" and rc > 128 else None
+        if killed is None and sig:
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+            killed = _SIGNAL_LIMITS.get(sig, f"signal {name}")
+            if sig == signal.SIGKILL and seconds >= 0.9 * self.cfg.cpu_s:
+                killed = "CPU-time limit"  # the hard limit (soft + 1 s), for a candidate that ignores SIGXCPU
+        outcome = Outcome(results=[None] * n, exit_code=rc, killed=killed, stderr=tail, seconds=seconds)
+        loaded = False
+        for line in raw.decode("utf-8", "replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                outcome.garbled += 1
+                continue
+            if not isinstance(record, dict):
+                outcome.garbled += 1
+            elif "load" in record and not loaded:
+                loaded = True
+                outcome.load_error = record["load"] if isinstance(record["load"], str) else None
+            elif loaded and isinstance(record.get("i"), int) and 0 <= record["i"] < n:
+                i = record["i"]
+                if outcome.results[i] is not None:
+                    outcome.garbled += 1  # a second answer to the same call: not the harness's
+                    outcome.results[i] = None
+                elif "value" in record:
+                    outcome.results[i] = ("value", record["value"])
+                elif isinstance(record.get("raise"), str):
+                    outcome.results[i] = ("raise", record["raise"])
+            elif "done" not in record:
+                outcome.garbled += 1
+        if not loaded and rc in (126, 127):  # env could not run the interpreter: not the candidate's doing
+            raise DatakitError(f"the code sandbox could not start Python: {tail.strip()[-500:]}")
+        if not loaded and outcome.load_error is None:
+            outcome.load_error = f"the harness never started the code ({killed or f'exit status {rc}'})"
+        return outcome
+
+    def run_many(
+        self,
+        jobs: Sequence[tuple[str, str, Sequence[Sequence[Any]]]],
+        on_done: Callable[[], None] | None = None,
+    ) -> list[Outcome]:
+        """``run`` for each ``(code, entry, calls)``, ``cfg.workers`` at a time, each on a free slot (so no two
+        running candidates share a uid); outcomes in the jobs' order."""
+
+        def one(job):
+            with self._lock:
+                slot = self._slots.pop()
+            try:
+                return self.run(*job, slot=slot)
+            finally:
+                with self._lock:
+                    self._slots.append(slot)
+                if on_done is not None:
+                    on_done()
+
+        with ThreadPoolExecutor(self.cfg.workers) as pool:
+            return list(pool.map(one, jobs))
