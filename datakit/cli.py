@@ -408,11 +408,11 @@ def probe(
     from datakit.probe import markdown
     from datakit.probe import probe as run_probe
     from datakit.schemas import write_text_atomic
-    from datakit.synth import DOMAINS
+    from datakit.synth.arith import FAMILIES
 
     def go() -> None:
         p = _params(params)
-        names = [d.strip() for d in domains.split(",") if d.strip()] or list(DOMAINS)
+        names = [d.strip() for d in domains.split(",") if d.strip()] or list(FAMILIES)
         table, answers = run_probe(p, model or p.paths.base_model, names, n, progress, split)
         out.mkdir(parents=True, exist_ok=True)
         answers.write_parquet(out / "answers.parquet")

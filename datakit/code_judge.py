@@ -49,7 +49,9 @@ def same(got: Any, want: Any) -> bool:
     if isinstance(want, list):
         return isinstance(got, list) and len(got) == len(want) and all(map(same, got, want))
     if isinstance(want, dict):
-        return isinstance(got, dict) and got.keys() == want.keys() and all(same(got[k], want[k]) for k in want)
+        return (
+            isinstance(got, dict) and got.keys() == want.keys() and all(same(got[k], want[k]) for k in want)
+        )
     return type(got) is type(want) and got == want
 
 
@@ -87,7 +89,7 @@ def verdict(outcome: Outcome, tests: dict[str, Any]) -> tuple[int, int, str]:
     if outcome.load_error is not None:
         return 0, total, f"passed 0/{total}: the code did not load: {outcome.load_error}"
     passed, first = 0, ""
-    for args, want, got in zip(tests["calls"], tests["expected"], outcome.results):
+    for args, want, got in zip(tests["calls"], tests["expected"], outcome.results, strict=False):
         call = f"{tests['entry']}({', '.join(repr(a) for a in args)})"[:SHOWN]
         if got is not None and got[0] == "value" and same(got[1], want):
             passed += 1
@@ -96,7 +98,9 @@ def verdict(outcome: Outcome, tests: dict[str, Any]) -> tuple[int, int, str]:
             continue
         expected = repr(decode(want))[:SHOWN]
         if got is None:
-            first = f"{call} never returned" + (f" (killed by the {outcome.killed})" if outcome.killed else "")
+            first = f"{call} never returned" + (
+                f" (killed by the {outcome.killed})" if outcome.killed else ""
+            )
         elif got[0] == "raise":
             first = f"{call} raised {got[1][:SHOWN]}, expected {expected}"
         else:
@@ -105,7 +109,9 @@ def verdict(outcome: Outcome, tests: dict[str, Any]) -> tuple[int, int, str]:
     return passed, total, text
 
 
-def judge_code(df: pl.DataFrame, cfg: SandboxConfig, where: str = "examples", progress: bool = True) -> pl.DataFrame:
+def judge_code(
+    df: pl.DataFrame, cfg: SandboxConfig, where: str = "examples", progress: bool = True
+) -> pl.DataFrame:
     """Score each answer of ``answered`` frame ``df`` by running it against its row's ``tests``.
 
     Raises:
@@ -121,13 +127,13 @@ def judge_code(df: pl.DataFrame, cfg: SandboxConfig, where: str = "examples", pr
     rows = list(df.iter_rows(named=True))
     tests = [parse_tests(r["tests"], where, r["row"]) for r in rows]
     failed = [_generation_failed(r) for r in rows]
-    codes = [extract_code(r["response"] or "", t["entry"]) for r, t in zip(rows, tests)]
+    codes = [extract_code(r["response"] or "", t["entry"]) for r, t in zip(rows, tests, strict=False)]
     todo = [i for i, f in enumerate(failed) if f is None]
     with Sandbox(cfg) as sandbox, tqdm(total=len(todo), desc="code judge", disable=not progress) as bar:
         outcomes = sandbox.run_many(
             [(codes[i], tests[i]["entry"], tests[i]["calls"]) for i in todo], on_done=lambda: bar.update(1)
         )
-    by_row: dict[int, Outcome] = dict(zip(todo, outcomes))
+    by_row: dict[int, Outcome] = dict(zip(todo, outcomes, strict=False))
     scores, feedback, raw = [], [], []
     for i, t in enumerate(tests):
         if failed[i] is not None:

@@ -165,7 +165,9 @@ class SandboxConfig:
     processes: int = 8  # processes and threads of the candidate's uid (RLIMIT_NPROC; namespaces only)
     tmpfs_mb: int = 16  # size of the candidate's /tmp (namespaces only)
     uid_base: int = 61000  # namespaces: worker slot k runs as uid/gid uid_base + k
-    binds: list[str] = field(default_factory=list)  # namespaces: more folders the candidate may read (the root has /usr and Python)
+    binds: list[str] = field(
+        default_factory=list
+    )  # namespaces: more folders the candidate may read (the root has /usr and Python)
     python: str = ""  # interpreter for the harness ('' = this one); any Python >= 3.8, no packages needed
 
     def __post_init__(self) -> None:
@@ -192,7 +194,9 @@ class JudgeConfig:
     format: Literal["feedback_first", "score_first"] = "feedback_first"
     retries: int = 2  # sampled re-asks for an unparsable judge answer
     max_failure_rate: float = 0.1  # share of unscored rows above which the stage fails
-    code: SandboxConfig = field(default_factory=SandboxConfig)  # code judge: the sandbox's isolation and limits
+    code: SandboxConfig = field(
+        default_factory=SandboxConfig
+    )  # code judge: the sandbox's isolation and limits
 
     def __post_init__(self) -> None:
         _check_grading(self.retries, self.max_failure_rate)

@@ -14,10 +14,10 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from datakit.backends import Backend, make_backend
+from datakit.code_judge import judge_code
 from datakit.config import GenerationConfig, Params
 from datakit.errors import DatakitError
 from datakit.generate import answered
-from datakit.code_judge import judge_code
 from datakit.judges import judge_llm, judge_math, prompting
 from datakit.schemas import JUDGMENTS
 from datakit.shards import model_fingerprint, run_sharded, work_key

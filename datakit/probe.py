@@ -22,7 +22,7 @@ from datakit.generate import answered, generate_frame, generation_cache
 from datakit.judges import judge_math
 from datakit.shards import clear_work, model_fingerprint, work_key
 from datakit.stats import wilson
-from datakit.synth import DOMAINS, make_domain
+from datakit.synth import make_domain
 from datakit.synth.arith import FAMILIES
 
 
@@ -39,7 +39,10 @@ def probe(
         raise ConfigError(f"probe: split must be train or test, got {split!r}")
     unknown = [d for d in domains if d not in FAMILIES]
     if unknown:
-        raise ConfigError(f"probe: unknown domains {unknown} (known: {', '.join(DOMAINS)})")
+        raise ConfigError(
+            f"probe: unknown domains {unknown} (the arithmetic families, judged exactly: {', '.join(FAMILIES)}; "
+            "the code domain is judged by running it: `datakit evaluate` with judge.kind code)"
+        )
     cfg = params.generate
     backend = make_backend(cfg, model)
     table, answers = [], []

@@ -4,25 +4,28 @@ One candidate = one process tree, started fresh and killed whole. The harness th
 (``resources/sandbox_harness.py``, standard library only) reads the code and the argument lists from stdin,
 sets its own resource limits, calls the entry function on each argument list and writes each result as
 JSON; expected outputs never enter the sandbox, and results are compared in the judge's process
-(``datakit.judges.judge_code``).
+(``datakit.code_judge.judge_code``).
 
 Isolation (``judge.code.isolation``):
 
-- ``namespaces`` (``auto`` picks it when running as root and ``unshare`` works; Linux): new PID, network,
-  mount, IPC and UTS namespaces (util-linux ``unshare``), then ``setpriv`` drops to an unprivileged user of
-  its own per worker slot (uid ``uid_base + slot``, no groups, no capabilities, ``no_new_privs``). In the
-  mount namespace ``/tmp``, ``/var/tmp`` and ``/dev/shm`` are fresh size-capped tmpfs (the working directory
-  is ``/tmp/work`` on it, gone with the namespace) and the project folder, the judge's scratch folder and
-  ``hide`` are covered by empty read-only tmpfs. The network namespace has only a loopback that is down.
-  The process cap is ``RLIMIT_NPROC`` on the slot's own uid (root is not bound by it; this user is).
+- ``namespaces`` (``auto`` picks it when running as root on Linux with util-linux): new PID, network, mount,
+  IPC and UTS namespaces (``unshare``). In the mount namespace a new root is built on a size-capped tmpfs:
+  read-only binds of ``/usr``, the interpreter's prefix and ``binds``, the ``/bin``-style links, four device
+  nodes (null, zero, random, urandom) and an empty ``/tmp`` with the working directory ``/tmp/work``; no
+  ``/proc``, no project, no home, no ``/etc``. Then ``chroot`` into it and ``setpriv`` to an unprivileged
+  user of the worker slot's own (uid ``uid_base + slot``, no groups, no capabilities, ``no_new_privs``) with
+  an empty environment. The network namespace has only a loopback that is down, and the PID namespace holds
+  only the candidate (its first process is a shell; when it ends, the kernel kills every process left).
+  The process cap is ``RLIMIT_NPROC`` on the slot's uid (root is not bound by it; this user is).
 - ``rlimits`` (the fallback; ``auto`` picks it when not root or when namespaces fail): the same resource
   limits, an empty environment, closed stdin, a fresh temporary working directory and a kill of the whole
-  process group, but the candidate runs as the judge's user with its network and files. That is not a
-  security boundary: use it for trusted code or inside a container or VM that is one.
+  process group, but the candidate runs as the judge's user and sees its files and network. That is not a
+  security boundary: use it for trusted code, or inside a container or VM that is one.
 
 Limits in both: wall clock (the judge kills the process group; in ``namespaces`` killing the namespace's
 first process kills every process in it), CPU time (``RLIMIT_CPU``: SIGXCPU), address space
-(``RLIMIT_AS``: MemoryError), file size (``RLIMIT_FSIZE``, which also bounds the candidate's output: SIGXFSZ),
+(``RLIMIT_AS``: MemoryError), file size (``RLIMIT_FSIZE``, which also bounds the candidate's output: a write
+past it fails with EFBIG, as Python ignores SIGXFSZ),
 open files (``RLIMIT_NOFILE``), core dumps off. No seccomp filter is installed (Python's standard library
 has no binding, and util-linux has none to run); the kernel's whole system-call surface stays reachable
 from the unprivileged user.
@@ -30,6 +33,7 @@ from the unprivileged user.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -71,7 +75,7 @@ class Outcome:
 
     results: list[tuple[str, Any] | None]
     load_error: str | None = None  # the code did not compile or run, or has no such function
-    killed: str | None = None  # "wall-clock limit", "CPU-time limit", "file-size limit", "signal SIGSEGV", ...
+    killed: str | None = None  # which limit ended it: "wall-clock limit", "CPU-time limit", "signal SIGSEGV"
     exit_code: int = 0
     stderr: str = ""  # the tail of what it printed (stdout and stderr)
     seconds: float = 0.0
@@ -180,7 +184,7 @@ class Sandbox:
         work = q(root + "/tmp/work")
         setup += [
             f"mkdir -m 1777 {q(root + '/tmp')}",
-            f"mkdir -m 700 {work} && chown {uid}:{uid} {work} && cd {work}",
+            f"mkdir -m 700 {work} && chown {uid}:{uid} {work}",
         ]
         script = "".join(f"{line} || exit {SETUP_FAILED}\n" for line in setup) + (
             # Not exec: the harness must not be the namespace's PID 1, which ignores signals it has no handler
@@ -244,10 +248,8 @@ class Sandbox:
                 except BrokenPipeError:  # it died before reading its payload; the exit status says why
                     proc.wait()
                 if self.isolation == "rlimits":  # a child it left behind in the group goes too
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                 seconds = time.perf_counter() - started
                 out.seek(0)
                 raw = out.read()

@@ -7,6 +7,7 @@ skip with the reason, and the ``rlimits`` cases at the end still run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -29,7 +30,9 @@ PIDS_CGROUP = Path("/sys/fs/cgroup/pids")
 def sandbox():
     if WHY_NOT is not None:
         pytest.skip(f"namespaces isolation: {WHY_NOT}")
-    cfg = SandboxConfig(isolation="namespaces", timeout_s=3.0, cpu_s=1, memory_mb=256, file_kb=64, processes=8)
+    cfg = SandboxConfig(
+        isolation="namespaces", timeout_s=3.0, cpu_s=1, memory_mb=256, file_kb=64, processes=8
+    )
     with Sandbox(cfg) as box:
         yield box
 
@@ -115,10 +118,8 @@ def outer_pid_cap():
     finally:
         (PIDS_CGROUP / "cgroup.procs").write_text(str(os.getpid()))
         for pid in (group / "cgroup.procs").read_text().split():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         group.rmdir()
 
 
@@ -160,7 +161,9 @@ def test_memory_bomb_is_denied(sandbox, untouched):
 
 @needs_namespaces
 def test_output_flood_is_cut_at_the_file_size_limit(sandbox, untouched):
-    outcome, result = run1(sandbox, "import sys\ndef f():\n    while True:\n        sys.stdout.write('x' * 4096)\n")
+    outcome, result = run1(
+        sandbox, "import sys\ndef f():\n    while True:\n        sys.stdout.write('x' * 4096)\n"
+    )
     assert result == ("raise", "OSError: [Errno 27] File too large")
     assert len(outcome.stderr) <= 4000  # the judge keeps a tail, whatever was written
 
@@ -254,9 +257,7 @@ def test_raising_its_own_limits_is_denied(sandbox, untouched):
 
 @needs_namespaces
 def test_it_runs_as_an_unprivileged_user_without_capabilities(sandbox):
-    code = (
-        "import os\ndef f():\n    return [os.getuid(), os.geteuid(), os.getgid(), os.getgroups()]\n"
-    )
+    code = "import os\ndef f():\n    return [os.getuid(), os.geteuid(), os.getgid(), os.getgroups()]\n"
     outcome, result = run1(sandbox, code)
     uid = result[1][0]
     assert sandbox.cfg.uid_base <= uid < sandbox.cfg.uid_base + sandbox.cfg.workers
@@ -268,7 +269,9 @@ def test_many_candidates_in_parallel_get_distinct_slots(sandbox):
     jobs = [("import os\ndef f(i):\n    return [i, os.getuid()]\n", "f", [[i]]) for i in range(8)]
     outcomes = sandbox.run_many(jobs)
     assert [o.results[0][1][0] for o in outcomes] == list(range(8))
-    assert {o.results[0][1][1] for o in outcomes} <= set(range(sandbox.cfg.uid_base, sandbox.cfg.uid_base + 2))
+    assert {o.results[0][1][1] for o in outcomes} <= set(
+        range(sandbox.cfg.uid_base, sandbox.cfg.uid_base + 2)
+    )
 
 
 def test_rlimits_isolation_still_limits_cpu_memory_and_output(tmp_path, monkeypatch):

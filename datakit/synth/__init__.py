@@ -174,8 +174,10 @@ def make_code(n_train: int, n_val: int, n_test: int, seed: int) -> dict[str, pl.
                     "tests": t.tests(expected),
                 }
             )
-        frames[split] = pl.DataFrame(rows, schema={**EXAMPLES.schema, "tests": pl.Utf8}) if rows else (
-            EXAMPLES.empty().with_columns(tests=pl.lit(None, pl.Utf8))
+        frames[split] = (
+            pl.DataFrame(rows, schema={**EXAMPLES.schema, "tests": pl.Utf8})
+            if rows
+            else (EXAMPLES.empty().with_columns(tests=pl.lit(None, pl.Utf8)))
         )
         if frames[split]["id"].is_duplicated().any():
             raise ValueError("synthetic ids collided; use a different seed")

@@ -24,7 +24,8 @@ from datakit.sandbox import encode
 N_CALLS = 8  # hidden test calls per task (the first two are shown as examples)
 WORDS = (
     "apple river stone cloud tiger lamp orbit candle maple quartz ember violet harbor pixel frost "
-    "garden meadow rocket silver window anchor basket copper desert falcon island jungle kettle"
+    "garden meadow rocket silver window anchor basket copper desert falcon island jungle kettle "
+    "a an ox sky sun cat tree road blue mountain elephant notebook sunflower lighthouse"
 ).split()
 
 
@@ -55,7 +56,9 @@ class CodeTask:
         return out
 
     def instruction(self, expected: list[Any]) -> str:
-        shown = "\n".join(f"{self.name}({_args(a)}) == {_show(e)}" for a, e in zip(self.calls[:2], expected))
+        shown = "\n".join(
+            f"{self.name}({_args(a)}) == {_show(e)}" for a, e in zip(self.calls[:2], expected, strict=False)
+        )
         return (
             f"Write a Python function `{self.signature}` that {self.text}.\n\nExamples:\n{shown}\n\n"
             "Answer with the function in a ```python code block."
@@ -139,7 +142,7 @@ def count_above(rng: random.Random) -> CodeTask:
         f"returns how many numbers in the list `nums` are strictly greater than {k}",
         f"def {name}(nums):\n    return sum(1 for x in nums if x > {k})\n",
         lambda nums: len([x for x in nums if x > k]),
-        _lists(rng),
+        [[[k, k + 1, k - 1]]] + _lists(rng)[1:],  # the boundary itself is one of the cases
     )
 
 
@@ -191,7 +194,10 @@ def chunks(rng: random.Random) -> CodeTask:
         f"splits the list `items` into consecutive chunks of {k} elements (the last chunk may be shorter) and "
         "returns the list of chunks",
         f"def {name}(items):\n    return [items[i:i + {k}] for i in range(0, len(items), {k})]\n",
-        lambda items: [list(c) for c in zip(*[iter(items)] * k)] + ([items[len(items) - len(items) % k :]] if len(items) % k else []),
+        lambda items: (
+            [list(c) for c in zip(*[iter(items)] * k, strict=False)]
+            + ([items[len(items) - len(items) % k :]] if len(items) % k else [])
+        ),
         _lists(rng, 0, 9, most=11),
     )
 
@@ -235,7 +241,7 @@ def label_number(rng: random.Random) -> CodeTask:
 
 
 def words_longer(rng: random.Random) -> CodeTask:
-    k = rng.randint(2, 8)
+    k = rng.randint(2, 7)
     name = _name(rng, "long_words", "words_longer_than", "filter_long_words")
     return CodeTask(
         "words_longer",
@@ -268,7 +274,11 @@ def every_nth(rng: random.Random) -> CodeTask:
 def digit_sum_power(rng: random.Random) -> CodeTask:
     p = rng.randint(1, 4)
     name = _name(rng, "digit_power_sum", "sum_digit_powers", "digits_total")
-    what = "sum of the digits" if p == 1 else f"sum of the {['', '', 'squares', 'cubes', 'fourth powers'][p]} of the digits"
+    what = (
+        "sum of the digits"
+        if p == 1
+        else f"sum of the {['', '', 'squares', 'cubes', 'fourth powers'][p]} of the digits"
+    )
     return CodeTask(
         "digit_sum_power",
         ("digit_sum_power", p),
@@ -312,7 +322,7 @@ def pair_diffs(rng: random.Random) -> CodeTask:
         f"{name}(nums)",
         f"returns the list of differences `nums[i + {gap}] - nums[i]` for every index i where both exist",
         f"def {name}(nums):\n    return [nums[i + {gap}] - nums[i] for i in range(len(nums) - {gap})]\n",
-        lambda nums: [b - a for a, b in zip(nums, nums[gap:])],
+        lambda nums: [b - a for a, b in zip(nums, nums[gap:], strict=False)],
         _lists(rng),
     )
 
@@ -328,7 +338,8 @@ def count_letter(rng: random.Random) -> CodeTask:
         f"returns how many times the letter '{c}' occurs in `text`, counting upper and lower case",
         f"def {name}(text):\n    return text.lower().count({c!r})\n",
         lambda text: sum(1 for ch in text if ch in (c, c.upper())),
-        [[rng.choice([str.upper, str.lower, str.title])(_sentence(rng))] for _ in range(N_CALLS - 1)] + [[""]],
+        [[rng.choice([str.upper, str.lower, str.title])(_sentence(rng))] for _ in range(N_CALLS - 1)]
+        + [[""]],
     )
 
 
@@ -351,7 +362,9 @@ def scale_round(rng: random.Random) -> CodeTask:
 
 def first_index(rng: random.Random) -> CodeTask:
     kind = rng.choice(["even", "odd", "negative", "multiple of 3"])
-    test = {"even": "x % 2 == 0", "odd": "x % 2 != 0", "negative": "x < 0", "multiple of 3": "x % 3 == 0"}[kind]
+    test = {"even": "x % 2 == 0", "odd": "x % 2 != 0", "negative": "x < 0", "multiple of 3": "x % 3 == 0"}[
+        kind
+    ]
     name = _name(rng, "first_index", "find_first", "index_of_first")
     checks = {"even": lambda x: x % 2 == 0, "odd": lambda x: x % 2 == 1, "negative": lambda x: x < 0,
               "multiple of 3": lambda x: x % 3 == 0}[kind]  # fmt: skip
@@ -406,7 +419,11 @@ def dedupe(rng: random.Random) -> CodeTask:
         f"returns `items` without repeated values, keeping the {keep} occurrence of each value and the order "
         "of the kept ones",
         f"def {name}(items):\n{src}",
-        lambda items: [x for i, x in enumerate(items) if (x not in items[:i] if keep == "first" else x not in items[i + 1 :])],
+        lambda items: [
+            x
+            for i, x in enumerate(items)
+            if (x not in items[:i] if keep == "first" else x not in items[i + 1 :])
+        ],
         _lists(rng, 0, 6, most=10),
     )
 
@@ -416,7 +433,11 @@ def gcd_lcm(rng: random.Random) -> CodeTask:
     name = _name(rng, f"{which}_all", f"list_{which}", f"{which}_of")
     src = (
         f"def {name}(nums):\n    import math\n    out = nums[0]\n    for x in nums[1:]:\n"
-        + ("        out = math.gcd(out, x)\n" if which == "gcd" else "        out = out * x // math.gcd(out, x)\n")
+        + (
+            "        out = math.gcd(out, x)\n"
+            if which == "gcd"
+            else "        out = out * x // math.gcd(out, x)\n"
+        )
         + "    return out\n"
     )
     fn = math.gcd if which == "gcd" else math.lcm
@@ -429,8 +450,10 @@ def gcd_lcm(rng: random.Random) -> CodeTask:
         f"returns the {what} of the positive integers in the non-empty list `nums`",
         src,
         lambda nums: fn(*nums),
-        [[[rng.choice([2, 3, 4, 6, 8, 9, 12]) * rng.randint(1, 5) for _ in range(rng.randint(2, 4))]]
-         for _ in range(N_CALLS)],  # fmt: skip
+        [
+            [[rng.choice([2, 3, 4, 6, 8, 9, 12]) * rng.randint(1, 5) for _ in range(rng.randint(2, 4))]]
+            for _ in range(N_CALLS)
+        ],  # fmt: skip
     )
 
 
