@@ -12,10 +12,11 @@ Isolation (``judge.code.isolation``):
   IPC and UTS namespaces (``unshare``). In the mount namespace a new root is built on a size-capped tmpfs:
   read-only binds of ``/usr``, the interpreter's prefix and ``binds``, the ``/bin``-style links, four device
   nodes (null, zero, random, urandom) and an empty ``/tmp`` with the working directory ``/tmp/work``; no
-  ``/proc``, no project, no home, no ``/etc``. Then ``chroot`` into it and ``setpriv`` to an unprivileged
-  user of the worker slot's own (uid ``uid_base + slot``, no groups, no capabilities, ``no_new_privs``) with
-  an empty environment. The network namespace has only a loopback that is down, and the PID namespace holds
-  only the candidate (its first process is a shell; when it ends, the kernel kills every process left).
+  ``/proc``, no project, no home, no ``/etc``. The candidate then chroots into it, drops the whole capability
+  bounding set, and becomes an unprivileged user of the worker slot's own (uid ``uid_base + slot``, no
+  groups, ``no_new_privs``) with an empty environment (``resources/sandbox_setup.py``, one process, no
+  shell). The network namespace has only a loopback that is down, and the PID namespace holds only the
+  candidate (its first process is the set-up, waiting; when it ends, the kernel kills every process left).
   The process cap is ``RLIMIT_NPROC`` on the slot's uid (root is not bound by it; this user is).
 - ``rlimits`` (the fallback; ``auto`` picks it when not root or when namespaces fail): the same resource
   limits, an empty environment, closed stdin, a fresh temporary working directory and a kill of the whole
@@ -36,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -55,7 +55,8 @@ from datakit.config import SandboxConfig
 from datakit.errors import DatakitError
 
 HARNESS = resources.files("datakit").joinpath("resources/sandbox_harness.py").read_text()
-SETUP_FAILED = 121  # exit status of the namespace set-up script when a mount or chown fails
+SETUP = resources.files("datakit").joinpath("resources/sandbox_setup.py").read_text()
+SETUP_FAILED = 121  # exit status of resources/sandbox_setup.py when a mount or the privilege drop fails
 _SIGNAL_LIMITS = {signal.SIGXCPU: "CPU-time limit", signal.SIGXFSZ: "file-size limit"}
 
 
@@ -88,8 +89,8 @@ def namespaces_available() -> str | None:
     if not sys.platform.startswith("linux"):
         return "not Linux"
     if os.geteuid() != 0:
-        return "not running as root (setpriv needs it to switch to the sandbox's own user)"
-    for tool in ("unshare", "setpriv", "mount"):
+        return "not running as root (needed to switch to the sandbox's own user)"
+    for tool in ("unshare",):
         if shutil.which(tool) is None:
             return f"'{tool}' (util-linux) is not installed"
     probe = subprocess.run(
@@ -114,6 +115,12 @@ class Sandbox:
         self.why_not_namespaces = why
         self.scratch = Path(tempfile.mkdtemp(prefix="datakit-sandbox-"))
         self.python, self.prefix = self._interpreter()
+        # /bin, /lib...: a merged-/usr link is made again inside the root; a real folder is bound read-only
+        self._links = [
+            [name, os.readlink(f"/{name}") if os.path.islink(f"/{name}") else None]
+            for name in ("bin", "lib", "lib32", "lib64", "sbin")
+            if os.path.lexists(f"/{name}")
+        ]
         self._slots = list(range(cfg.workers))
         self._lock = threading.Lock()
 
@@ -155,61 +162,28 @@ class Sandbox:
         harness = [self.python, "-I", "-S", "-c", HARNESS]
         if self.isolation == "rlimits":
             return harness
-        uid = self.cfg.uid_base + slot
-        q = shlex.quote
-        root = str(self.scratch / f"root{slot}")
-        setup = [
-            # A new root: a size-capped tmpfs holding read-only binds of /usr, the interpreter's prefix and
-            # `binds`, four device nodes and an empty /tmp; nothing else of the machine (no project, no home).
-            f"mkdir -p {q(root)}",
-            f"mount -t tmpfs -o size={self.cfg.tmpfs_mb}m,mode=755,nosuid,nodev none {q(root)}",
-        ]
-        for path in dict.fromkeys(("/usr", self.prefix, *self.cfg.binds)):
-            inside = q(root + path)
-            setup += [
-                f"mkdir -p {inside}",
-                f"mount --rbind {q(path)} {inside}",
-                f"mount -o remount,bind,ro,nosuid,nodev {inside}",
-            ]
-        for link in ("bin", "lib", "lib32", "lib64", "sbin"):  # merged-/usr links, or the folders themselves
-            inside = q(f"{root}/{link}")
-            setup.append(
-                f'if [ -L /{link} ]; then ln -s "$(readlink /{link})" {inside}; elif [ -d /{link} ]; then '
-                f"mkdir {inside} && mount --rbind /{link} {inside} && mount -o remount,bind,ro,nosuid {inside}; fi"
-            )
-        setup.append(f"mkdir {q(root + '/dev')}")
-        for dev in ("null", "zero", "random", "urandom"):
-            node = q(f"{root}/dev/{dev}")
-            setup.append(f"touch {node} && mount --bind /dev/{dev} {node}")
-        work = q(root + "/tmp/work")
-        setup += [
-            f"mkdir -m 1777 {q(root + '/tmp')}",
-            f"mkdir -m 700 {work} && chown {uid}:{uid} {work}",
-        ]
-        script = "".join(f"{line} || exit {SETUP_FAILED}\n" for line in setup) + (
-            # Not exec: the harness must not be the namespace's PID 1, which ignores signals it has no handler
-            # for (SIGXCPU); this shell is PID 1 and returns 128 + the signal that killed the harness.
-            f"chroot {q(root)} /usr/bin/setpriv --reuid {uid} --regid {uid} --clear-groups --no-new-privs "
-            "--inh-caps=-all --bounding-set=-all -- /usr/bin/env -i -C /tmp/work PATH=/usr/bin:/bin HOME=/tmp/work "
-            'LANG=C.UTF-8 "$@"\n'
-        )
+        setup = {
+            "root": str(self.scratch / f"root{slot}"),
+            "uid": self.cfg.uid_base + slot,
+            "tmpfs_mb": self.cfg.tmpfs_mb,
+            "binds": list(dict.fromkeys(("/usr", self.prefix, *self.cfg.binds))),
+            "links": self._links,
+            "python": self.python,
+            "harness": HARNESS,
+        }
+        namespaces = ["--pid", "--fork", "--kill-child", "--net", "--ipc", "--uts", "--mount"]
         return [
             "unshare",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-            "--net",
-            "--ipc",
-            "--uts",
+            *namespaces,
             "--propagation",
             "private",
             "--",
-            "/bin/sh",
+            self.python,
+            "-I",
+            "-S",
             "-c",
-            script,
-            "sandbox",
-            *harness,
+            SETUP,
+            json.dumps(setup),
         ]
 
     # ---------------------------------------------------------------------------------------------- run

@@ -257,11 +257,19 @@ def test_raising_its_own_limits_is_denied(sandbox, untouched):
 
 @needs_namespaces
 def test_it_runs_as_an_unprivileged_user_without_capabilities(sandbox):
-    code = "import os\ndef f():\n    return [os.getuid(), os.geteuid(), os.getgid(), os.getgroups()]\n"
+    code = (
+        "import os\ndef f():\n    denied = []\n"
+        "    for act in (lambda: os.setuid(0), lambda: os.chroot('/tmp'), lambda: os.chown('/tmp', 0, 0),\n"
+        "                lambda: os.mknod('/tmp/work/sda', 0o600 | 0o060000, os.makedev(8, 0))):\n"
+        "        try:\n            act()\n            denied.append(False)\n"
+        "        except PermissionError:\n            denied.append(True)\n"
+        "    return [os.getuid(), os.geteuid(), os.getgid(), os.getgroups(), denied]\n"
+    )
     outcome, result = run1(sandbox, code)
     uid = result[1][0]
     assert sandbox.cfg.uid_base <= uid < sandbox.cfg.uid_base + sandbox.cfg.workers
-    assert result[1] == [uid, uid, uid, []]
+    # no capability left: not setuid, chroot, chown or mknod
+    assert result[1] == [uid, uid, uid, [], [True, True, True, True]]
 
 
 @needs_namespaces
