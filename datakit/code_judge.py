@@ -44,8 +44,13 @@ def same(got: Any, want: Any) -> bool:
     which compare as numbers within 1e-9."""
     if isinstance(want, bool) or isinstance(got, bool):
         return type(got) is type(want) and got == want
+    if isinstance(want, int) and isinstance(got, int):
+        return got == want  # exact, however large
     if isinstance(want, int | float) and isinstance(got, int | float):
-        return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
+        try:
+            return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
+        except OverflowError:  # an int beyond any float: not close to a float
+            return False
     if isinstance(want, list):
         return isinstance(got, list) and len(got) == len(want) and all(map(same, got, want))
     if isinstance(want, dict):

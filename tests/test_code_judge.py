@@ -76,6 +76,9 @@ def test_extract_code(response, code):
         ({"__map__": {"a": 1}}, {"__map__": {"a": 1.0}}, True),
         ({"__map__": {"a": 1}}, {"__map__": {"a": 1, "b": 2}}, False),
         (None, 0, False),
+        (10**400, 1.5, False),  # an int too large for a float (a model's answer did this)
+        (10**400, 10**400, True),
+        (10**17 + 1, 10**17, False),  # ints compare exactly, not within 1e-9
     ],
 )
 def test_same(got, want, ok):
