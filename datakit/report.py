@@ -398,6 +398,8 @@ def baseline_rows(
             and (base := cell(parent, DVC_PARAMS_FILE, key)) not in (None, "None")
             and value != base
         )
+        if any(key in DOMAIN_KEYS for key, _ in changed):
+            continue  # another domain: not a baseline of this one (domain_experiments)
         shown = ", ".join([trained(objective, data), *(f"{k}={v}" for k, v in changed)])
         rows.append(
             ModelRow(
@@ -419,6 +421,132 @@ def baseline_rows(
             )
         )
     return rows
+
+
+# Settings that make an experiment a run on another domain, not a baseline of this one.
+DOMAIN_KEYS = (
+    "synth.domain",
+    "judge.kind",
+    "data.domain_train.path",
+    "data.domain_test.path",
+    "data.domain_val.path",
+)
+
+
+@dataclass
+class DomainRun:
+    """An experiment on another domain (``make code-domain``): its own base model and APT iteration 1."""
+
+    name: str
+    settings: tuple[tuple[str, str], ...]
+    base: dict[str, Any]  # evaluate_base's metrics, in the experiment
+    apt: dict[str, Any]  # evaluate@iter_1's
+    tests: dict[str, dict | None]  # "domain" / "general": McNemar of APT against the base, same items
+
+
+def domain_experiments(
+    experiments: list[dict[str, Any]],
+    params: Params,
+    root: str | Path,
+    results: Callable[[str, str], dict[str, dict[str, bool]] | None] | None = None,
+) -> list[DomainRun]:
+    """The experiments among ``dvc.api.exp_show()``'s rows that changed the domain (``DOMAIN_KEYS``) and
+    evaluated both the base model and iteration 1 (arguments as for :func:`baseline_rows`)."""
+    if not params.iterations:
+        return []
+    first = Path(next(iter(params.iterations.values())).dir)
+
+    def rel(folder: Path) -> str:
+        return Path(os.path.relpath(os.path.abspath(folder / "metrics.json"), root)).as_posix()
+
+    files = {"base": rel(Path(params.paths.evaluate_base)), "apt": rel(first / "evaluate")}
+    runs, parent = [], None
+    for exp in experiments:
+        if exp.get("typ") == "baseline":
+            parent = exp
+        if exp.get("typ") not in ("branch_base", "branch_commit") or exp.get("State") is not None:
+            continue
+        if parent is None:
+            continue
+        settings = tuple(
+            (key, str(value))
+            for key in param_keys(params)
+            if (value := exp.get(f"{DVC_PARAMS_FILE}:{key}", exp.get(key))) is not None
+            and (base := parent.get(f"{DVC_PARAMS_FILE}:{key}", parent.get(key))) not in (None, "None")
+            and value != base
+        )
+        if not any(key in DOMAIN_KEYS for key, _ in settings):
+            continue
+        metrics = {
+            side: {
+                name: exp.get(f"{file}:{name}", exp.get(name))
+                for name in (
+                    "domain_accuracy", "domain_accuracy_low", "domain_accuracy_high", "domain_accuracy_n",
+                    "general_accuracy", "general_accuracy_low", "general_accuracy_high", "general_accuracy_n",
+                )
+            }
+            for side, file in files.items()
+        }  # fmt: skip
+        if (
+            _num(metrics["base"]["domain_accuracy"]) is None
+            or _num(metrics["apt"]["domain_accuracy"]) is None
+        ):
+            continue
+        correct = {
+            side: results(exp.get("rev"), str(Path(file).parent / "results.parquet"))
+            if results and exp.get("rev")
+            else None
+            for side, file in files.items()
+        }
+        tests = {}
+        for what, name in SETS.items():
+            a, b = correct["base"], correct["apt"]
+            tests[what] = mcnemar_exact(a[name], b[name]) if a and b and name in a and name in b else None
+        name = exp.get("Experiment") or exp.get("rev") or "?"
+        runs.append(DomainRun(name, settings, metrics["base"], metrics["apt"], tests))
+    return runs
+
+
+def domain_table(runs: list[DomainRun]) -> Block:
+    """Base and APT iteration 1 of each other-domain experiment, with intervals and the paired test."""
+
+    def acc(m: dict[str, Any], what: str) -> str:
+        key = f"{what}_accuracy"
+        cell = _ci(_num(m[key]), _num(m[f"{key}_low"]), _num(m[f"{key}_high"]))
+        n = _int(m[f"{key}_n"])
+        return f"{cell} (n={n})" if n is not None else cell
+
+    def delta(run: DomainRun, what: str) -> str:
+        test = run.tests[what]
+        if test is None:
+            return _delta(_num(run.apt[f"{what}_accuracy"]), _num(run.base[f"{what}_accuracy"]))
+        verdict = "significant" if test["significant"] else "within noise"
+        return f"{round(test['diff'] * 100, 1) + 0.0:+.1f} (p={test['p']:.3g}, {verdict})"
+
+    rows = [
+        (
+            run.name,
+            ", ".join(f"{k}={v}" for k, v in run.settings if k in DOMAIN_KEYS),
+            acc(run.base, "domain"),
+            acc(run.apt, "domain"),
+            delta(run, "domain"),
+            acc(run.base, "general"),
+            acc(run.apt, "general"),
+            delta(run, "general"),
+        )
+        for run in runs
+    ]
+    headers = (
+        "experiment",
+        "domain",
+        "base: domain test % [95% CI]",
+        "APT iteration 1",
+        "Δ (paired)",
+        "base: general %",
+        "APT iteration 1",
+        "Δ (paired)",
+    )
+    return Block("table", headers=headers, rows=rows)
 
 
 def trained(objective: str, data: str) -> str:
@@ -450,6 +578,9 @@ def param_keys(params: Params) -> list[str]:
     ]
 
 
+DOMAIN_RUNS: list[DomainRun] = []  # read_baselines' other-domain experiments, for the report
+
+
 def read_baselines(params: Params, commits: int = 1) -> tuple[list[ModelRow], str | None]:
     """The baseline experiments in ``dvc exp show`` of the last ``commits`` commits (an experiment name seen
     on several keeps its newest run); ([], why) when they cannot be read."""
@@ -478,6 +609,12 @@ def read_baselines(params: Params, commits: int = 1) -> tuple[list[ModelRow], st
     newest = {}
     for row in baseline_rows(experiments, params, root, results):  # exp_show lists the newest commit first
         newest.setdefault(row.model, row)
+    DOMAIN_RUNS.clear()
+    seen = set()
+    for run in domain_experiments(experiments, params, root, results):
+        if run.name not in seen:
+            seen.add(run.name)
+            DOMAIN_RUNS.append(run)
     return list(newest.values()), None
 
 
@@ -907,6 +1044,17 @@ def report_blocks(
                 "-S train.objective=sft evaluate@iter_1`).",
             )
         )
+    if baselines and DOMAIN_RUNS:
+        blocks += [
+            Block("h2", "Other domains (DVC experiments: the whole lineage on another domain)"),
+            Block(
+                "p",
+                "Each experiment's own base model against its own APT iteration 1, on its own domain's test "
+                "split (for `judge.kind: code`, domain accuracy is pass@1: one greedy answer, every hidden test "
+                "passed), with 95% Wilson intervals and the exact McNemar test on the same items.",
+            ),
+            domain_table(DOMAIN_RUNS),
+        ]
     blocks += [
         Block("h2", "Iterations"),
         iteration_table(iterations),
@@ -1473,6 +1621,7 @@ def write_report(params: Params, baselines: bool = True, commits: int = 1) -> st
     iterations = iteration_rows(params)
     models = model_rows(params, iterations)
     baseline_error = None
+    DOMAIN_RUNS.clear()
     if baselines:
         found, baseline_error = read_baselines(params, commits)
         models += found

@@ -15,7 +15,7 @@ import yaml
 
 from datakit.config import Params, load_params
 from datakit.errors import DataError
-from datakit.report import baseline_rows, write_report
+from datakit.report import baseline_rows, domain_experiments, domain_table, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -395,6 +395,47 @@ def test_baseline_rows_from_exp_show(run: Params, tmp_path: Path):
     assert row.settings == (("train.args.learning_rate", "0.001"),)
     assert (row.domain_accuracy, row.general_accuracy, row.general_nll) == (0.05, 0.4, 2.7)
     assert (row.train_bad_cases, row.steps, row.pairs, row.index) == (270, 30, None, None)
+
+
+def test_an_experiment_on_another_domain_is_its_own_table_not_a_baseline(run: Params, tmp_path: Path):
+    """`make code-domain`: the domain changed, so its iteration 1 is compared with its own base model, on its
+    own items, never with this run's."""
+    evaluate, base = "data/iter_1/evaluate/metrics.json", "data/evaluate_base/metrics.json"
+    common = {
+        "Created": None,
+        "Executor": None,
+        "State": None,
+        "parent": None,
+        "train.objective": "dpo_sft",
+        "train.data": "pairs",
+    }
+    experiments = [
+        {**common, "Experiment": None, "rev": "workspace", "typ": "baseline", "synth.domain": "times",
+         "judge.kind": "math", f"{evaluate}:domain_accuracy": 0.9, f"{base}:domain_accuracy": 0.3},
+        {**common, "Experiment": "code-domain", "rev": "c0de000", "typ": "branch_commit", "synth.domain": "code",
+         "judge.kind": "code", f"{base}:domain_accuracy": 0.04, f"{base}:domain_accuracy_low": 0.02,
+         f"{base}:domain_accuracy_high": 0.07, f"{base}:domain_accuracy_n": 250,
+         f"{evaluate}:domain_accuracy": 0.1, f"{evaluate}:domain_accuracy_low": 0.07,
+         f"{evaluate}:domain_accuracy_high": 0.14, f"{evaluate}:domain_accuracy_n": 250},
+    ]  # fmt: skip
+    # the base model gets items 0-1 right, APT items 0-4: 3 discordant, all for APT (exact McNemar p = 0.25)
+    results = {
+        "data/evaluate_base/results.parquet": {"domain_test": {str(i): i < 2 for i in range(10)}},
+        "data/iter_1/evaluate/results.parquet": {"domain_test": {str(i): i < 5 for i in range(10)}},
+    }
+    assert baseline_rows(experiments, run, tmp_path) == []
+    (code,) = domain_experiments(experiments, run, tmp_path, lambda rev, path: results[path])
+    assert code.name == "code-domain"
+    assert code.settings == (("synth.domain", "code"), ("judge.kind", "code"))
+    assert code.tests["domain"]["p"] == pytest.approx(0.25) and code.tests["general"] is None
+    (row,) = domain_table([code]).rows
+    assert row[:5] == (
+        "code-domain",
+        "synth.domain=code, judge.kind=code",
+        "4.0 [2.0–7.0] (n=250)",
+        "10.0 [7.0–14.0] (n=250)",
+        "+30.0 (p=0.25, within noise)",
+    )
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
