@@ -219,6 +219,8 @@ class Sandbox:
                     killed = "wall-clock limit"
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
+                    if self.isolation == "namespaces":
+                        self._wait_gone(self.cfg.uid_base + slot)
                 except BrokenPipeError:  # it died before reading its payload; the exit status says why
                     proc.wait()
                 if self.isolation == "rlimits":  # a child it left behind in the group goes too
@@ -234,6 +236,24 @@ class Sandbox:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return self._outcome(raw, proc.returncode, killed, tail, seconds, len(calls))
+
+    @staticmethod
+    def _wait_gone(uid: int, seconds: float = 5.0) -> None:
+        """Wait until no process runs as ``uid``: killing ``unshare`` kills the namespace's first process
+        through a parent-death signal, and the kernel then kills the rest, a moment after ``wait`` returned.
+        The slot's next candidate must start with its process count at zero."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            alive = False
+            for entry in os.scandir("/proc"):
+                if entry.name.isdigit():
+                    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                        if entry.stat().st_uid == uid:
+                            alive = True
+                            break
+            if not alive:
+                return
+            time.sleep(0.01)
 
     def _outcome(self, raw: bytes, rc: int, killed: str | None, tail: str, seconds: float, n: int) -> Outcome:
         if self.isolation == "namespaces" and rc == SETUP_FAILED:
