@@ -15,7 +15,7 @@ from datakit.errors import DataError
 from datakit.loaders import records_to_examples
 from datakit.sandbox import namespaces_available
 from datakit.synth import make_domain
-from datakit.synth.code import TEMPLATES, held_out
+from datakit.synth.code import TEMPLATES, held_out, mutants
 
 CFG = SandboxConfig(timeout_s=5.0, cpu_s=2, memory_mb=256, file_kb=64)
 TESTS = json.dumps({"entry": "add", "calls": [[1, 2], [-1, 1], [0, 0]], "expected": [3, 0, 0]})
@@ -197,28 +197,6 @@ def test_every_reference_passes_in_the_judge(code_domain):
     assert out["score"].to_list() == [5] * frames.height, out.filter(pl.col("score") != 5)[
         "feedback"
     ].to_list()
-
-
-def mutants(source: str) -> dict[str, str]:
-    """Three mutations of a reference: an off-by-one (the first integer literal + 1), a wrong operator
-    (the first comparison or arithmetic operator swapped) and a missing case (the first ``if`` branch taken
-    out)."""
-    out = {}
-    m = re.search(r"(?<![\w.])(\d+)(?![\w.])", source.split("\n", 1)[1])
-    if m:
-        start = len(source.split("\n", 1)[0]) + 1 + m.start()
-        out["off-by-one"] = source[:start] + str(int(m.group(1)) + 1) + source[start + len(m.group(1)) :]
-    for a, b in ((" > ", " >= "), (" < ", " <= "), (" == ", " != "), (" + ", " - "), (" * ", " + "), (" - ", " + "),
-                 (" % ", " // "), ("min(", "max("), ("max(", "min(")):  # fmt: skip
-        if a in source:
-            out["wrong operator"] = source.replace(a, b, 1)
-            break
-    lines = source.splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        if line.strip().startswith("if ") and line.rstrip().endswith(":"):
-            out["missing case"] = "".join(lines[:i] + lines[i + 2 :])
-            break
-    return out
 
 
 def test_mutated_references_fail(code_domain):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -529,6 +530,28 @@ TEMPLATES: dict[str, Callable[[random.Random], CodeTask]] = {
         max_run,
     )
 }
+
+
+def mutants(source: str) -> dict[str, str]:
+    """For checking a judge: three mutations of a reference: an off-by-one (the first integer literal + 1), a wrong operator
+    (the first comparison or arithmetic operator swapped) and a missing case (the first ``if`` branch taken
+    out)."""
+    out = {}
+    m = re.search(r"(?<![\w.])(\d+)(?![\w.])", source.split("\n", 1)[1])
+    if m:
+        start = len(source.split("\n", 1)[0]) + 1 + m.start()
+        out["off-by-one"] = source[:start] + str(int(m.group(1)) + 1) + source[start + len(m.group(1)) :]
+    for a, b in ((" > ", " >= "), (" < ", " <= "), (" == ", " != "), (" + ", " - "), (" * ", " + "), (" - ", " + "),
+                 (" % ", " // "), ("min(", "max("), ("max(", "min(")):  # fmt: skip
+        if a in source:
+            out["wrong operator"] = source.replace(a, b, 1)
+            break
+    lines = source.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.strip().startswith("if ") and line.rstrip().endswith(":"):
+            out["missing case"] = "".join(lines[:i] + lines[i + 2 :])
+            break
+    return out
 
 
 def held_out(key: tuple) -> bool:
