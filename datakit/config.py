@@ -169,6 +169,7 @@ class SandboxConfig:
         default_factory=list
     )  # namespaces: more folders the candidate may read (the root has /usr and Python)
     python: str = ""  # interpreter for the harness ('' = this one); any Python >= 3.8, no packages needed
+    seccomp: bool = True  # namespaces: a system-call deny-list through libseccomp (Debian: libseccomp2)
 
     def __post_init__(self) -> None:
         for name in ("workers", "cpu_s", "memory_mb", "file_kb", "open_files", "processes", "tmpfs_mb"):

@@ -27,14 +27,17 @@ Limits in both: wall clock (the judge kills the process group; in ``namespaces``
 first process kills every process in it), CPU time (``RLIMIT_CPU``: SIGXCPU), address space
 (``RLIMIT_AS``: MemoryError), file size (``RLIMIT_FSIZE``, which also bounds the candidate's output: a write
 past it fails with EFBIG, as Python ignores SIGXFSZ),
-open files (``RLIMIT_NOFILE``), core dumps off. No seccomp filter is installed (Python's standard library
-has no binding, and util-linux has none to run); the kernel's whole system-call surface stays reachable
-from the unprivileged user.
+open files (``RLIMIT_NOFILE``), core dumps off. In ``namespaces`` a seccomp filter (``judge.code.seccomp``,
+libseccomp through ctypes) also makes the system calls a candidate has no use for fail with EPERM: ptrace,
+bpf, perf events, userfaultfd, io_uring, module and kexec loading, mount, chroot, unshare and setns,
+keyrings (``resources/sandbox_setup.py`` lists them). It is a deny-list: the rest of the kernel's system
+calls stay reachable from the unprivileged user.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes.util
 import json
 import os
 import shutil
@@ -115,6 +118,14 @@ class Sandbox:
         self.why_not_namespaces = why
         self.scratch = Path(tempfile.mkdtemp(prefix="datakit-sandbox-"))
         self.python, self.prefix = self._interpreter()
+        self.seccomp = ""  # the libseccomp library the set-up loads ('' = no filter)
+        if self.isolation == "namespaces" and cfg.seccomp:
+            self.seccomp = ctypes.util.find_library("seccomp") or ""
+            if not self.seccomp:
+                raise DatakitError(
+                    "judge.code.seccomp: libseccomp is not installed (Debian: apt install libseccomp2); "
+                    "set judge.code.seccomp: false to run without the system-call filter"
+                )
         # /bin, /lib...: a merged-/usr link is made again inside the root; a real folder is bound read-only
         self._links = [
             [name, os.readlink(f"/{name}") if os.path.islink(f"/{name}") else None]
@@ -170,6 +181,7 @@ class Sandbox:
             "links": self._links,
             "python": self.python,
             "harness": HARNESS,
+            "seccomp": self.seccomp,
         }
         namespaces = ["--pid", "--fork", "--kill-child", "--net", "--ipc", "--uts", "--mount"]
         return [

@@ -273,6 +273,22 @@ def test_it_runs_as_an_unprivileged_user_without_capabilities(sandbox):
 
 
 @needs_namespaces
+def test_system_calls_it_has_no_use_for_are_denied_by_seccomp(sandbox, untouched):
+    code = (
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "def f():\n    out = []\n"
+        "    for call in (lambda: libc.prctl(21, 0, 0, 0, 0), lambda: libc.ptrace(0, 0, 0, 0),\n"
+        "                 lambda: libc.syscall(321, 0, 0, 0), lambda: libc.syscall(425, 8, 0)):\n"
+        "        ctypes.set_errno(0)\n        out.append([call(), ctypes.get_errno()])\n"
+        "    return out\n"
+    )
+    outcome, result = run1(sandbox, code)
+    # PR_GET_SECCOMP says 2 (a filter); PTRACE_TRACEME (0 without the filter), bpf and io_uring_setup fail
+    # with EPERM (1)
+    assert result == ("value", [[2, 0], [-1, 1], [-1, 1], [-1, 1]])
+
+
+@needs_namespaces
 def test_many_candidates_in_parallel_get_distinct_slots(sandbox):
     jobs = [("import os\ndef f(i):\n    return [i, os.getuid()]\n", "f", [[i]]) for i in range(8)]
     outcomes = sandbox.run_many(jobs)

@@ -5,7 +5,7 @@
 # PID 1 ignores signals it has no handler for (SIGXCPU among them), so the candidate must not be PID 1; and
 # when PID 1 exits, the kernel kills every process left in the namespace.
 #
-# argv[1]: JSON {"root", "uid", "tmpfs_mb", "binds", "links", "python", "harness"}. Exit status: the
+# argv[1]: JSON {"root", "uid", "tmpfs_mb", "binds", "links", "python", "harness", "seccomp"}. Exit status: the
 # candidate's, 128 + the signal that killed it, or 121 when the set-up itself failed (said on stderr).
 import ctypes
 import json
@@ -15,6 +15,13 @@ import sys
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 32, 4096, 16384
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
 SETUP_FAILED = 121
+SCMP_ACT_ALLOW, SCMP_ACT_ERRNO = 0x7FFF0000, 0x00050000
+DENIED = (  # debugging others, kernel extensions and tracing, namespaces and mounts, keyrings, async io
+    "ptrace process_vm_readv process_vm_writev bpf perf_event_open userfaultfd io_uring_setup io_uring_enter "
+    "io_uring_register kexec_load kexec_file_load init_module finit_module delete_module mount umount2 "
+    "pivot_root chroot unshare setns swapon swapoff reboot acct quotactl syslog open_by_handle_at "
+    "name_to_handle_at lookup_dcookie keyctl add_key request_key vhangup"
+).split()
 libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -53,6 +60,30 @@ def build(cfg):
     os.chown(root + "/tmp/work", uid, uid)
 
 
+def deny_syscalls(library):
+    """A seccomp filter (libseccomp, through ctypes): the system calls a candidate has no use for, which are
+    the kernel's usual attack surface, fail with EPERM; everything else is allowed. Inherited across exec."""
+    seccomp = ctypes.CDLL(library, use_errno=True)
+    seccomp.seccomp_init.restype = ctypes.c_void_p
+    seccomp.seccomp_init.argtypes = [ctypes.c_uint32]
+    seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    seccomp.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+    seccomp.seccomp_load.argtypes = [ctypes.c_void_p]
+    ctx = seccomp.seccomp_init(SCMP_ACT_ALLOW)
+    if not ctx:
+        raise OSError(0, "seccomp_init failed")
+    for name in DENIED:
+        nr = seccomp.seccomp_syscall_resolve_name(name.encode())
+        if nr < 0:  # not a system call of this architecture
+            continue
+        rc = seccomp.seccomp_rule_add(ctx, SCMP_ACT_ERRNO | 1, nr, 0)  # 1 = EPERM
+        if rc != 0:
+            raise OSError(-rc, f"seccomp rule for {name}")
+    rc = seccomp.seccomp_load(ctx)
+    if rc != 0:
+        raise OSError(-rc, "seccomp_load")
+
+
 def become_candidate(cfg):
     uid = cfg["uid"]
     os.chroot(cfg["root"])
@@ -65,6 +96,8 @@ def become_candidate(cfg):
     os.setresuid(uid, uid, uid)  # from root to a user: the permitted and effective capabilities are cleared
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "no_new_privs")
+    if cfg["seccomp"]:
+        deny_syscalls(cfg["seccomp"])
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp/work", "LANG": "C.UTF-8"}
     os.execve(cfg["python"], [cfg["python"], "-I", "-S", "-c", cfg["harness"]], env)
 
