@@ -84,7 +84,7 @@ def generate(
 def judge(
     iteration: IterationOpt, params: ParamsOpt = Path("params.yaml"), progress: ProgressOpt = True
 ) -> None:
-    """Score every answer 1-5 with the `judge.kind` judge (math, llm, self)."""
+    """Score every answer 1-5 with the `judge.kind` judge (math, code, llm, self)."""
     from stages import judge as stage
 
     _guard(lambda: stage.run(_params(params, iteration), iteration, progress))

@@ -1,4 +1,5 @@
-"""judge — score every answer of M_t 1-5 (math exact match, an LLM judge, or M_t judging itself).
+"""judge — score every answer of M_t 1-5 (math exact match, code run against its tests in a sandbox, an LLM
+judge, or M_t judging itself).
 
 Reads: ``data.domain_train`` (instructions and reference answers), ``<iteration dir>/generate/generations.parquet``,
 params ``judge``.
