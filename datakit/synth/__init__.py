@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
+from typing import TypeVar
 
 import polars as pl
 
@@ -18,6 +20,8 @@ from datakit.synth import arith as _arith
 from datakit.synth import code as _code
 from datakit.synth import general as _general
 from datakit.synth import math as _math
+
+T = TypeVar("T")
 
 __all__ = ["DOMAINS", "make_domain", "make_general", "make_general_splits", "make_math"]
 
@@ -186,37 +190,55 @@ def make_code(n_train: int, n_val: int, n_test: int, seed: int) -> dict[str, pl.
     return frames
 
 
-def _general_rows(n: int, split: str, rng: random.Random, seen: set[str]) -> list[dict[str, str]]:
-    """``n`` rows new to ``seen``, categories taken in turn so the split is balanced."""
-    names = list(_general.CATEGORIES)
-    rng.shuffle(names)
+def take_in_turn(
+    names: list[str], n: int, draw_new: Callable[[str], T | None], max_stall: int, what: str
+) -> list[T]:
+    """``n`` items drawn from ``names`` in turn (``draw_new(name)``: a new item, or None for a repeat), so the
+    result is balanced; a name that gives ``max_stall`` repeats in a row is used up and the others go on.
+
+    Raises:
+        ValueError: when every name is used up first (``what`` names the generator in the message).
+    """
     active = names[:]
-    rows: list[dict[str, str]] = []
+    out: list[T] = []
     i = 0
-    while len(rows) < n:
+    while len(out) < n:
         if not active:
-            raise ValueError(f"make_general: the categories ran out of unique items after {len(seen)}")
-        cat = active[i % len(active)]
+            raise ValueError(f"{what}: ran out of new items after {len(out)}")
+        name = active[i % len(active)]
         i += 1
-        for _ in range(_math.MAX_STALL):
-            instruction, output = _general.draw(rng, cat)
-            key = _math.normalise(instruction)
-            if key not in seen:
-                seen.add(key)
-                rows.append(
-                    {
-                        "id": _row_id(f"gen-{cat}", instruction),
-                        "instruction": instruction,
-                        "input": "",
-                        "output": output,
-                        "source": f"general/{cat}",
-                        "split": split,
-                    }
-                )
+        for _ in range(max_stall):
+            item = draw_new(name)
+            if item is not None:
+                out.append(item)
                 break
         else:
-            # A small category (the glossary ones) is used up; the others keep filling the split.
-            active.remove(cat)
+            active.remove(name)
+    return out
+
+
+def _general_rows(n: int, split: str, rng: random.Random, seen: set[str]) -> list[dict[str, str]]:
+    """``n`` rows new to ``seen``, categories taken in turn so the split is balanced (a small category, the
+    glossary ones, is used up and the others keep filling the split)."""
+    names = list(_general.CATEGORIES)
+    rng.shuffle(names)
+
+    def draw_new(cat: str) -> dict[str, str] | None:
+        instruction, output = _general.draw(rng, cat)
+        key = _math.normalise(instruction)
+        if key in seen:
+            return None
+        seen.add(key)
+        return {
+            "id": _row_id(f"gen-{cat}", instruction),
+            "instruction": instruction,
+            "input": "",
+            "output": output,
+            "source": f"general/{cat}",
+            "split": split,
+        }
+
+    rows = take_in_turn(names, n, draw_new, _math.MAX_STALL, "make_general: the categories")
     rng.shuffle(rows)
     return rows
 

@@ -568,21 +568,15 @@ def generate(n: int, side: str, rng: random.Random, used: set[tuple], max_stall:
     Raises:
         ValueError: when every template has run out of new instances.
     """
+    from datakit.synth import take_in_turn
+
     want_held = side == "test"
-    out: list[CodeTask] = []
-    active = list(TEMPLATES)
-    i = 0
-    while len(out) < n:
-        if not active:
-            raise ValueError(f"code domain: the templates ran out of new {side} instances after {len(out)}")
-        template = active[i % len(active)]
-        i += 1
-        for _ in range(max_stall):
-            task = TEMPLATES[template](rng)
-            if task.key not in used and held_out(task.key) == want_held:
-                used.add(task.key)
-                out.append(task)
-                break
-        else:
-            active.remove(template)
-    return out
+
+    def draw_new(template: str) -> CodeTask | None:
+        task = TEMPLATES[template](rng)
+        if task.key in used or held_out(task.key) != want_held:
+            return None
+        used.add(task.key)
+        return task
+
+    return take_in_turn(list(TEMPLATES), n, draw_new, max_stall, f"code domain: the templates ({side} side)")
