@@ -340,6 +340,33 @@ def model_rows(params: Params, iterations: list[IterationRow]) -> list[ModelRow]
     return rows
 
 
+def _cell(exp: dict[str, Any], file: str, name: str) -> Any:
+    """A cell of an ``exp_show`` row: ``<file>:<name>``, or ``<name>`` alone when one file has that name."""
+    return exp.get(f"{file}:{name}", exp.get(name))
+
+
+def _metrics_column(folder: str | Path, root: str | Path) -> str:
+    """``exp_show``'s name for ``<folder>/metrics.json``: relative to the repository root."""
+    return Path(os.path.relpath(os.path.abspath(Path(folder) / "metrics.json"), root)).as_posix()
+
+
+def _changed(
+    exp: dict[str, Any], parent: dict[str, Any] | None, keys: list[str]
+) -> tuple[tuple[str, str], ...]:
+    """The parameters of experiment ``exp`` that differ from its commit's (``parent``), as (key, value)."""
+    if parent is None:
+        return ()
+    return tuple(
+        (key, str(value))
+        for key in keys
+        if (value := _cell(exp, DVC_PARAMS_FILE, key)) is not None
+        # A key its commit lacks came with an uncommitted params.yaml (a newer datakit's section), not
+        # from `-S`: no setting of this experiment. exp_show fills such a cell with None or "None".
+        and (base := _cell(parent, DVC_PARAMS_FILE, key)) not in (None, "None")
+        and value != base
+    )
+
+
 def baseline_rows(
     experiments: list[dict[str, Any]],
     params: Params,
@@ -359,14 +386,9 @@ def baseline_rows(
     if not params.iterations:
         return []
     first = Path(next(iter(params.iterations.values())).dir)
-
-    def column(stage: str) -> str:
-        return Path(os.path.relpath(os.path.abspath(first / stage / "metrics.json"), root)).as_posix()
-
-    def cell(exp: dict[str, Any], file: str, name: str) -> Any:
-        return exp.get(f"{file}:{name}", exp.get(name))
-
-    evaluate, pairs, train = column("evaluate"), column("pairs"), column("train")
+    evaluate, pairs, train = (
+        _metrics_column(first / stage, root) for stage in ("evaluate", "pairs", "train")
+    )
     keys = param_keys(params)
     own = [(evaluate, n) for n in ("domain_accuracy", "general_accuracy", "general_nll", "train_bad_cases")]
     own += [(train, n) for n in ("train_loss", "train_seconds")]
@@ -377,27 +399,17 @@ def baseline_rows(
             parent = exp
         if exp.get("typ") not in ("branch_base", "branch_commit"):
             continue
-        if parent is not None and all(cell(exp, f, n) == cell(parent, f, n) for f, n in own):
+        if parent is not None and all(_cell(exp, f, n) == _cell(parent, f, n) for f, n in own):
             continue  # iteration 1 is its commit's own, not retrained (e.g. an I-SHEEP experiment)
         if exp.get("State") is not None:
             continue  # queued, running or failed: its cells are its parent's, not its own
-        accuracy = _num(cell(exp, evaluate, "domain_accuracy"))
+        accuracy = _num(_cell(exp, evaluate, "domain_accuracy"))
         if accuracy is None:
             continue
         name = exp.get("Experiment") or exp.get("rev") or "?"
-        objective = cell(exp, DVC_PARAMS_FILE, "train.objective") or "?"
-        data = cell(exp, DVC_PARAMS_FILE, "train.data") or "?"
-        changed = tuple(
-            (key, str(value))
-            for key in keys
-            if key not in ("train.objective", "train.data")
-            and (value := cell(exp, DVC_PARAMS_FILE, key)) is not None
-            and parent is not None
-            # A key its commit lacks came with an uncommitted params.yaml (a newer datakit's section), not
-            # from `-S`: no setting of this experiment. exp_show fills such a cell with None or "None".
-            and (base := cell(parent, DVC_PARAMS_FILE, key)) not in (None, "None")
-            and value != base
-        )
+        objective = _cell(exp, DVC_PARAMS_FILE, "train.objective") or "?"
+        data = _cell(exp, DVC_PARAMS_FILE, "train.data") or "?"
+        changed = _changed(exp, parent, [k for k in keys if k not in ("train.objective", "train.data")])
         if any(key in DOMAIN_KEYS for key, _ in changed):
             continue  # another domain: not a baseline of this one (domain_experiments)
         shown = ", ".join([trained(objective, data), *(f"{k}={v}" for k, v in changed)])
@@ -409,15 +421,15 @@ def baseline_rows(
                 index=None,
                 evaluated=True,
                 domain_accuracy=accuracy,
-                general_accuracy=_num(cell(exp, evaluate, "general_accuracy")),
-                general_nll=_num(cell(exp, evaluate, "general_nll")),
-                train_bad_cases=_int(cell(exp, evaluate, "train_bad_cases")),
-                pairs=_int(cell(exp, pairs, "pairs")),
-                steps=_int(cell(exp, train, "steps")),
+                general_accuracy=_num(_cell(exp, evaluate, "general_accuracy")),
+                general_nll=_num(_cell(exp, evaluate, "general_nll")),
+                train_bad_cases=_int(_cell(exp, evaluate, "train_bad_cases")),
+                pairs=_int(_cell(exp, pairs, "pairs")),
+                steps=_int(_cell(exp, train, "steps")),
                 correct=results(exp.get("rev"), str(Path(evaluate).parent / "results.parquet"))
                 if results and exp.get("rev")
                 else None,
-                **_eval_fields(lambda key, exp=exp: cell(exp, evaluate, key)),
+                **_eval_fields(lambda key, exp=exp: _cell(exp, evaluate, key)),
             )
         )
     return rows
@@ -455,11 +467,11 @@ def domain_experiments(
     if not params.iterations:
         return []
     first = Path(next(iter(params.iterations.values())).dir)
-
-    def rel(folder: Path) -> str:
-        return Path(os.path.relpath(os.path.abspath(folder / "metrics.json"), root)).as_posix()
-
-    files = {"base": rel(Path(params.paths.evaluate_base)), "apt": rel(first / "evaluate")}
+    files = {
+        "base": _metrics_column(params.paths.evaluate_base, root),
+        "apt": _metrics_column(first / "evaluate", root),
+    }
+    keys = param_keys(params)
     runs, parent = [], None
     for exp in experiments:
         if exp.get("typ") == "baseline":
@@ -468,18 +480,12 @@ def domain_experiments(
             continue
         if parent is None:
             continue
-        settings = tuple(
-            (key, str(value))
-            for key in param_keys(params)
-            if (value := exp.get(f"{DVC_PARAMS_FILE}:{key}", exp.get(key))) is not None
-            and (base := parent.get(f"{DVC_PARAMS_FILE}:{key}", parent.get(key))) not in (None, "None")
-            and value != base
-        )
+        settings = _changed(exp, parent, keys)
         if not any(key in DOMAIN_KEYS for key, _ in settings):
             continue
         metrics = {
             side: {
-                name: exp.get(f"{file}:{name}", exp.get(name))
+                name: _cell(exp, file, name)
                 for name in (
                     "domain_accuracy", "domain_accuracy_low", "domain_accuracy_high", "domain_accuracy_n",
                     "general_accuracy", "general_accuracy_low", "general_accuracy_high", "general_accuracy_n",
@@ -520,8 +526,7 @@ def domain_table(runs: list[DomainRun]) -> Block:
         test = run.tests[what]
         if test is None:
             return _delta(_num(run.apt[f"{what}_accuracy"]), _num(run.base[f"{what}_accuracy"]))
-        verdict = "significant" if test["significant"] else "within noise"
-        return f"{round(test['diff'] * 100, 1) + 0.0:+.1f} (p={test['p']:.3g}, {verdict})"
+        return _test_text(test)
 
     rows = [
         (
@@ -578,25 +583,23 @@ def param_keys(params: Params) -> list[str]:
     ]
 
 
-DOMAIN_RUNS: list[DomainRun] = []  # read_baselines' other-domain experiments, for the report
-
-
-def read_baselines(params: Params, commits: int = 1) -> tuple[list[ModelRow], str | None]:
-    """The baseline experiments in ``dvc exp show`` of the last ``commits`` commits (an experiment name seen
-    on several keeps its newest run); ([], why) when they cannot be read."""
+def read_baselines(params: Params, commits: int = 1) -> tuple[list[ModelRow], list[DomainRun], str | None]:
+    """The baseline experiments in ``dvc exp show`` of the last ``commits`` commits and the experiments on
+    another domain (an experiment name seen on several keeps its newest run); ([], [], why) when they cannot
+    be read."""
     try:
         import dvc.api
         from dvc.exceptions import DvcException
         from dvc.repo import Repo
         from scmrepo.exceptions import SCMError
     except ImportError as exc:
-        return [], f"dvc is not installed ({exc})"
+        return [], [], f"dvc is not installed ({exc})"
     try:
         # find_root first: outside a repo, exp_show alone only says "SCM error".
         root = Repo.find_root()
         experiments = dvc.api.exp_show(repo=root, num=commits)
     except (DvcException, SCMError) as exc:
-        return [], f"{type(exc).__name__}: {exc}"
+        return [], [], f"{type(exc).__name__}: {exc}"
 
     def results(rev: str, path: str) -> dict[str, dict[str, bool]] | None:
         # The experiment's own results.parquet, from the DVC cache at its commit.
@@ -606,16 +609,12 @@ def read_baselines(params: Params, commits: int = 1) -> tuple[list[ModelRow], st
             return None
         return read_correct(data, params.select.threshold, f"{path}@{rev}")
 
-    newest = {}
+    newest, domains = {}, {}
     for row in baseline_rows(experiments, params, root, results):  # exp_show lists the newest commit first
         newest.setdefault(row.model, row)
-    DOMAIN_RUNS.clear()
-    seen = set()
     for run in domain_experiments(experiments, params, root, results):
-        if run.name not in seen:
-            seen.add(run.name)
-            DOMAIN_RUNS.append(run)
-    return list(newest.values()), None
+        domains.setdefault(run.name, run)
+    return list(newest.values()), list(domains.values()), None
 
 
 # --- tables -----------------------------------------------------------------------------------------------
@@ -671,6 +670,11 @@ def _paired_delta(a: ModelRow, b: ModelRow, what: str) -> str:
     test = paired(a, b, what)
     if test is None:
         return _delta(getattr(b, f"{what}_accuracy"), getattr(a, f"{what}_accuracy"))
+    return _test_text(test)
+
+
+def _test_text(test: dict) -> str:
+    """'+3.0 (p=0.012, significant)': an exact McNemar test's difference, p and verdict."""
     verdict = "significant" if test["significant"] else "within noise"
     return f"{round(test['diff'] * 100, 1) + 0.0:+.1f} (p={test['p']:.3g}, {verdict})"
 
@@ -992,8 +996,9 @@ def report_blocks(
     iterations: list[IterationRow],
     baselines: bool,
     baseline_error: str | None,
+    domain_runs: list[DomainRun] = (),
 ) -> list[Block]:
-    """The whole report, top to bottom."""
+    """The whole report, top to bottom (``domain_runs``: the experiments on another domain)."""
     blocks = [
         Block("h1", "APT report"),
         Block(
@@ -1044,7 +1049,7 @@ def report_blocks(
                 "-S train.objective=sft evaluate@iter_1`).",
             )
         )
-    if baselines and DOMAIN_RUNS:
+    if baselines and domain_runs:
         blocks += [
             Block("h2", "Other domains (DVC experiments: the whole lineage on another domain)"),
             Block(
@@ -1053,7 +1058,7 @@ def report_blocks(
                 "split (for `judge.kind: code`, domain accuracy is pass@1: one greedy answer, every hidden test "
                 "passed), with 95% Wilson intervals and the exact McNemar test on the same items.",
             ),
-            domain_table(DOMAIN_RUNS),
+            domain_table(list(domain_runs)),
         ]
     blocks += [
         Block("h2", "Iterations"),
@@ -1621,13 +1626,13 @@ def write_report(params: Params, baselines: bool = True, commits: int = 1) -> st
     iterations = iteration_rows(params)
     models = model_rows(params, iterations)
     baseline_error = None
-    DOMAIN_RUNS.clear()
+    domain_runs: list[DomainRun] = []
     if baselines:
-        found, baseline_error = read_baselines(params, commits)
+        found, domain_runs, baseline_error = read_baselines(params, commits)
         models += found
     out = Path(params.paths.report)
     out.mkdir(parents=True, exist_ok=True)
-    blocks = report_blocks(params, models, iterations, baselines, baseline_error)
+    blocks = report_blocks(params, models, iterations, baselines, baseline_error, domain_runs)
     write_text_atomic(summary_frame(models).write_csv(), out / "summary.csv")
     plot_bad_cases(models, out / "bad_cases.png")
     plot_accuracy(models, out / "accuracy.png")

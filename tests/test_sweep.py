@@ -114,7 +114,7 @@ def test_a_sweep_runs_resumes_and_the_report_chooses_on_validation(tmp_path, mon
     assert run_all(grid, dvc=dvc, echo=lambda _: None) == []
     assert json.loads(Path("data/iter_1/evaluate/metrics.json").read_text())["domain_accuracy"] == 0.33
 
-    rows, error = read_baselines(params)
+    rows, _, error = read_baselines(params)
     assert error is None and {r.model for r in rows} == {e.name for e in grid}
     by_name = {r.model: r for r in rows}
     assert dict(by_name["sweep-apt-lr0.001-ep1"].settings) == {"train.args.learning_rate": "0.001"}
