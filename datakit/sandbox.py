@@ -116,7 +116,6 @@ class Sandbox:
             raise DatakitError(f"judge.code.isolation: namespaces cannot run here: {why}")
         self.isolation = "namespaces" if why is None else "rlimits"
         self.why_not_namespaces = why
-        self.scratch = Path(tempfile.mkdtemp(prefix="datakit-sandbox-"))
         self.python, self.prefix = self._interpreter()
         self.seccomp = ""  # the libseccomp library the set-up loads ('' = no filter)
         if self.isolation == "namespaces" and cfg.seccomp:
@@ -126,6 +125,7 @@ class Sandbox:
                     "judge.code.seccomp: libseccomp is not installed (Debian: apt install libseccomp2); "
                     "set judge.code.seccomp: false to run without the system-call filter"
                 )
+        self.scratch = Path(tempfile.mkdtemp(prefix="datakit-sandbox-"))  # last: a refused set-up leaves none
         # /bin, /lib...: a merged-/usr link is made again inside the root; a real folder is bound read-only
         self._links = [
             [name, os.readlink(f"/{name}") if os.path.islink(f"/{name}") else None]
@@ -148,9 +148,14 @@ class Sandbox:
         """The harness's Python (``cfg.python``, else this one) and its installation prefix, which the
         ``namespaces`` root mounts read-only next to ``/usr``."""
         python = os.path.realpath(self.cfg.python or sys.executable)
-        found = subprocess.run(
-            [python, "-I", "-S", "-c", "import sys; print(sys.base_prefix)"], capture_output=True, text=True
-        )
+        try:
+            found = subprocess.run(
+                [python, "-I", "-S", "-c", "import sys; print(sys.base_prefix)"],
+                capture_output=True,
+                text=True,
+            )
+        except OSError as exc:  # not there, or not executable by this user
+            raise DatakitError(f"judge.code.python: {python} cannot be run: {exc.strerror}") from exc
         if found.returncode != 0:
             raise DatakitError(f"judge.code.python: {python} does not run: {found.stderr.strip()[-300:]}")
         return python, found.stdout.strip()

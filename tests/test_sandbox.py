@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from datakit.config import SandboxConfig
-from datakit.errors import DatakitError
 from datakit.sandbox import Sandbox, namespaces_available
 
 WHY_NOT = namespaces_available()
@@ -311,7 +312,51 @@ def test_rlimits_isolation_still_limits_cpu_memory_and_output(tmp_path, monkeypa
     assert env.results == [("value", ["LANG", "PATH"])]  # nothing of the parent's environment
 
 
-def test_namespaces_asked_for_where_they_cannot_run_is_one_clear_error(monkeypatch):
-    monkeypatch.setattr("datakit.sandbox.namespaces_available", lambda: "not running as root")
-    with pytest.raises(DatakitError, match="namespaces cannot run here: not running as root"):
-        Sandbox(SandboxConfig(isolation="namespaces"))
+NOT_ROOT = """
+import os, sys, tempfile
+os.chdir(tempfile.gettempdir())
+from datakit.config import SandboxConfig
+from datakit.errors import DatakitError
+from datakit.sandbox import Sandbox
+for cfg in (SandboxConfig(isolation="namespaces", python="/usr/bin/python3"), SandboxConfig(python=sys.argv[1])):
+    try:
+        Sandbox(cfg)
+    except DatakitError as exc:
+        print(exc)
+box = Sandbox(SandboxConfig(python="/usr/bin/python3", cpu_s=1, timeout_s=5))
+print(box.isolation, box.run("import os\\ndef f():\\n    return os.getuid()\\n", "f", [[]]).results)
+box.close()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_not_root_namespaces_are_refused_auto_falls_back_and_an_unusable_python_is_named():
+    """The judge run by an ordinary user (uid 65534, switched to for real): `namespaces` is refused with the
+    reason, `auto` falls back to `rlimits`, and an interpreter that user cannot run is one clear error."""
+    locked = "/root/no-such-python" if not os.access("/root", os.X_OK) else "/nonexistent/python"
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            NOT_ROOT,
+            locked,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert done.returncode == 0, done.stderr
+    refused, unusable, ran = done.stdout.splitlines()
+    assert refused == (
+        "judge.code.isolation: namespaces cannot run here: not running as root (needed to switch to the "
+        "sandbox's own user)"
+    )
+    assert unusable.startswith(f"judge.code.python: {locked} cannot be run: ")
+    assert ran == "rlimits [('value', 65534)]"
