@@ -120,7 +120,7 @@ bench: setup
 	$(BIN)/python benchmarks/generate.py --engines vllm:float32,vllm:bfloat16,transformers:bfloat16
 	$(BIN)/python benchmarks/engines.py
 	$(BIN)/python benchmarks/train.py
-	$(BIN)/python benchmarks/score.py
+	$(BIN)/python benchmarks/score.py --engines vllm,vllm:compiled
 	$(BIN)/python benchmarks/retrieval.py
 	$(BIN)/python benchmarks/executor.py
 	$(BIN)/python benchmarks/code_judge.py

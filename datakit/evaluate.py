@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 
 import polars as pl
 
+from datakit.config import VLLMConfig
 from datakit.general_judge import check, describe, key_for
 from datakit.generate import conversation, user_message
 from datakit.judges import NUMBER
 from datakit.schemas import JUDGMENTS, Table
+
+if TYPE_CHECKING:
+    from datakit.logprobs import Engine
 
 EVAL_RESULTS = Table(
     "eval_results",
@@ -135,19 +140,20 @@ def reference_nll(
     system_prompt: str = "",
     batch_size: int = 16,
     device: str = "auto",
+    engine: Engine = "transformers",
+    dtype: str = "auto",
+    vllm: VLLMConfig | None = None,
 ) -> tuple[float, list[float]]:
-    """Token-weighted mean NLL of ``examples``' reference outputs under ``model``, and each row's mean.
+    """Token-weighted mean NLL of ``examples``' reference outputs under ``model``, and each row's mean, on
+    ``engine`` (:mod:`datakit.logprobs`).
 
     Each row is the chat-templated prompt (as generate sends it) followed by the reference; only the
     reference's tokens are scored.
     """
-    import torch
+    from datakit.logprobs import Scorer
 
-    from datakit.backends import load_model_and_tokenizer, pick_device
-
-    device = pick_device(device)
-    lm, tok = load_model_and_tokenizer(model, device)
-    lm.to(device).eval()
+    scorer = Scorer(model, engine, device=device, dtype=dtype, batch_size=batch_size, vllm=vllm)
+    tok = scorer.tokenizer
     seqs: list[tuple[list[int], int]] = []
     for instruction, input_text, output in zip(
         examples["instruction"], examples["input"], examples["output"], strict=True
@@ -157,26 +163,7 @@ def reference_nll(
         p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
         a_ids = tok(output, add_special_tokens=False)["input_ids"]
         seqs.append((p_ids + a_ids, len(p_ids)))
-    total, count, per_row = 0.0, 0, []
-    with torch.no_grad():
-        for start in range(0, len(seqs), batch_size):
-            batch = seqs[start : start + batch_size]
-            width = max(len(ids) for ids, _ in batch)
-            ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            labels = torch.full((len(batch), width), -100, dtype=torch.long)
-            for i, (seq, n_prompt) in enumerate(batch):
-                ids[i, : len(seq)] = torch.tensor(seq)
-                mask[i, : len(seq)] = 1
-                labels[i, n_prompt : len(seq)] = torch.tensor(seq[n_prompt:])
-            logits = lm(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            target = labels[:, 1:].to(device)
-            scored = target != -100
-            nll = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * scored
-            for i in range(len(batch)):
-                n = int(scored[i].sum())
-                per_row.append(float(nll[i].sum()) / n if n else math.nan)
-            total += float(nll.sum())
-            count += int(scored.sum())
-    return (total / count if count else math.nan), per_row
+    scored = scorer.logps(seqs)
+    per_row = [-s / n if n else math.nan for s, n in scored]
+    total, count = sum(s for s, _ in scored), sum(n for _, n in scored)
+    return (-total / count if count else math.nan), per_row

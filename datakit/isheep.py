@@ -281,9 +281,9 @@ def pair_stats(
     """Each pair's response perplexity under ``lm`` and its last-layer state (mean over its tokens, unit length).
 
     ``seqs`` are (token ids, prompt length) as ``poft.tokenize_row`` makes them; one forward pass per batch
-    gives both (``poft.sequence_logps`` with the hidden states asked for).
+    gives both (``logprobs.sequence_logps`` with the hidden states asked for).
     """
-    from datakit.poft import sequence_logps
+    from datakit.logprobs import sequence_logps
 
     states = np.zeros((len(seqs), lm.config.hidden_size), dtype=np.float32)
     logps = sequence_logps(

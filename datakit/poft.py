@@ -26,16 +26,21 @@ import random
 import string
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
 from datakit.cache import PartCache, text_hash
+from datakit.config import VLLMConfig
 from datakit.errors import ConfigError, DataError
 from datakit.pairs import MESSAGE
 from datakit.schemas import Table
 from datakit.shards import content_fingerprint, work_key
+
+if TYPE_CHECKING:
+    from datakit.logprobs import Engine
 
 SFT_SET = Table(
     "sft_set",
@@ -114,71 +119,18 @@ def tokenize_row(
     return full[:max_length], common_prefix(prompt_ids, full)
 
 
-def sequence_logps(
-    lm,
-    seqs: Sequence[tuple[list[int], int]],
-    *,
-    pad_id: int,
-    batch_size: int = 8,
-    device: str = "cpu",
-    bar: tqdm | None = None,
-    states: np.ndarray | None = None,
-) -> list[tuple[float, int]]:
-    """Sum of log p(token) over each sequence's completion tokens (from its prompt length on), and their count.
-
-    Sequences are batched by length (right padding); the log-softmax is taken only at the completion
-    positions, so memory stays at (completion tokens x vocabulary), not (batch x length x vocabulary).
-    ``states`` (sequences x hidden size), when given, receives each sequence's last-layer hidden state
-    averaged over its tokens, from the same forward pass.
-    """
-    import torch
-
-    out: list[tuple[float, int]] = [(0.0, 0)] * len(seqs)
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            width = max(1, max(len(seqs[i][0]) for i in idx))
-            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            rows, cols = [], []
-            for b, i in enumerate(idx):
-                seq, n_prompt = seqs[i]
-                ids[b, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-                mask[b, : len(seq)] = 1
-                for j in range(max(n_prompt, 1), len(seq)):  # token j is predicted at position j - 1
-                    rows.append(b)
-                    cols.append(j)
-            ids, mask = ids.to(device), mask.to(device)
-            result = lm(input_ids=ids, attention_mask=mask, output_hidden_states=states is not None)
-            logits = result.logits
-            if states is not None:
-                last = result.hidden_states[-1].float() * mask.unsqueeze(-1)
-                pooled = (last.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)).cpu().numpy()
-                for b, i in enumerate(idx):
-                    states[i] = pooled[b]
-            r = torch.tensor(rows, dtype=torch.long, device=device)
-            c = torch.tensor(cols, dtype=torch.long, device=device)
-            picked = logits[r, c - 1].float().log_softmax(-1)
-            token_logp = picked.gather(-1, ids[r, c].unsqueeze(-1)).squeeze(-1)
-            sums = torch.zeros(len(idx), dtype=torch.float64, device=device)
-            sums.index_add_(0, r, token_logp.double())
-            counts = torch.bincount(r, minlength=len(idx))
-            for b, i in enumerate(idx):
-                out[i] = (float(sums[b]), int(counts[b]))
-            if bar is not None:
-                bar.update(len(idx))
-    return out
-
-
 def row_key(prompt: list[dict], completion: list[dict]) -> str:
     """A row's cache key: the hash of its messages."""
     return text_hash(json.dumps([prompt, completion], sort_keys=True, ensure_ascii=False))
 
 
-def score_cache(cache_root: str | Path, model: str, max_length: int) -> PartCache:
-    """The cache of one reference model's scores: the model's file contents (or hub id) and max_length."""
-    key = work_key("poft-score", content_fingerprint(model), max_length)
+def score_cache(cache_root: str | Path, model: str, max_length: int, dtype: str = "float32") -> PartCache:
+    """The cache of one reference model's scores: the model's file contents (or hub id), max_length and the
+    compute dtype. The engine is not in the key: transformers and vLLM agree within the stated tolerance.
+    (float32 is left out of the key, so caches written before the dtype was a setting stay valid.)"""
+    key = work_key(
+        "poft-score", content_fingerprint(model), max_length, *([dtype] if dtype != "float32" else [])
+    )
     return PartCache(Path(cache_root) / "poft_scores" / key, _CACHED)
 
 
@@ -189,22 +141,29 @@ def score_model(
     batch_size: int = 8,
     max_length: int = 1024,
     device: str = "auto",
+    engine: Engine = "transformers",
+    dtype: str = "auto",
+    vllm: VLLMConfig | None = None,
     cache_root: str | Path | None = None,
     chunk_size: int = 256,
     progress: bool = True,
     where: str = "sft set",
 ) -> tuple[pl.DataFrame, int]:
-    """``logp`` (sum over completion tokens) and ``n_tokens`` for each row of ``rows`` under ``model``.
+    """``logp`` (sum over completion tokens) and ``n_tokens`` for each row of ``rows`` under ``model``, on
+    ``engine`` (:mod:`datakit.logprobs`) in ``dtype``.
 
     Rows already in the cache are read back; the rest are scored and written to it chunk by chunk (a killed
     run keeps every finished chunk). ``where`` names the rows' file in errors. Returns the frame (aligned with ``rows``) and how many rows needed no new forward pass.
     """
-    from datakit.backends import load_model_and_tokenizer, pick_device
+    from datakit.backends import compute_dtype, pick_device
+    from datakit.logprobs import Scorer
+
+    dtype = compute_dtype(pick_device(device), dtype)
 
     keys = [
         row_key(p, c) for p, c in zip(rows["prompt"].to_list(), rows["completion"].to_list(), strict=True)
     ]
-    cache = score_cache(cache_root, model, max_length) if cache_root is not None else None
+    cache = score_cache(cache_root, model, max_length, dtype) if cache_root is not None else None
     have = cache.get(keys) if cache is not None else pl.DataFrame(schema=_CACHED)
     seen = set(have["key"].to_list())
     todo = []  # each distinct row not in the cache, once
@@ -214,9 +173,8 @@ def score_model(
             todo.append(i)
     new = pl.DataFrame(schema=_CACHED)
     if todo:
-        device = pick_device(device)
-        lm, tok = load_model_and_tokenizer(model, device)
-        pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        scorer = Scorer(model, engine, device=device, dtype=dtype, batch_size=batch_size, vllm=vllm)
+        tok = scorer.tokenizer
         prompts, completions = rows["prompt"].to_list(), rows["completion"].to_list()
         bar = tqdm(total=len(todo), desc=f"score {Path(model).name}", unit="row", disable=not progress)
         frames = []
@@ -232,7 +190,7 @@ def score_model(
                         row=i,
                         field="completion",
                     )
-            scored = sequence_logps(lm, seqs, pad_id=pad_id, batch_size=batch_size, device=device, bar=bar)
+            scored = scorer.logps(seqs, bar=bar)
             part = pl.DataFrame(
                 {
                     "key": [keys[i] for i in chunk],

@@ -127,6 +127,9 @@ def run(params: Params, iteration: str | None, progress: bool = True) -> dict:
                 system_prompt=params.generate.system_prompt,
                 batch_size=params.evaluate.nll_batch_size,
                 device=params.generate.device,
+                engine=params.score.engine,
+                dtype=params.score.dtype,
+                vllm=params.score.vllm,
             )
             metrics["general_nll"] = round(nll, 5)
     write_table(

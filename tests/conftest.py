@@ -55,7 +55,7 @@ def tiny_params(root: Path, model: Path, **overrides) -> dict:
     params["train"]["lora"].update(r=4, lora_alpha=8)
     for name in ("dpo", "orpo", "sft"):
         params["train"][name]["max_length"] = 256
-    params["score"]["max_length"] = 256
+    params["score"].update(max_length=256, engine="transformers")  # the tiny model's heads, as above
     params["filter"]["max_length"] = 256
     params["ifeval"]["max_new_tokens"] = 8
     for section, values in overrides.items():

@@ -69,6 +69,13 @@ def test_scores_are_cached_per_model_and_row(tiny_model, judge_model, tmp_path):
     assert reused == rows.height
     other, reused = score_model(str(judge_model), rows, cache_root=tmp_path, progress=False)
     assert reused == 0 and not np.allclose(other["logp"].to_numpy(), first["logp"].to_numpy())
+    # The compute dtype is part of the key: bfloat16 scores are not float32's read back.
+    half, reused = score_model(str(tiny_model), rows, dtype="bfloat16", cache_root=tmp_path, progress=False)
+    assert reused == 0 and not half.equals(first)
+    assert (
+        score_model(str(tiny_model), rows, dtype="float32", cache_root=tmp_path, progress=False)[1]
+        == rows.height
+    )
 
 
 def test_a_row_cut_before_its_answer_is_named(tiny_model):

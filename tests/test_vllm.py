@@ -214,3 +214,43 @@ def test_in_process_engines_are_shared_and_outlive_their_backends(vllm_model):
     del b, other
     gc.collect()
     assert a.generate(convs) == before
+
+
+def test_vllm_scores_and_reference_nll_match_transformers(vllm_model):
+    """The score stage's reference scores and evaluate's reference NLL on the vllm engine: the same numbers as
+    the transformers forward pass (float32, eager), on sequences long and short."""
+    import numpy as np
+    import polars as pl
+    from test_poft import sft
+
+    from datakit.evaluate import reference_nll
+    from datakit.poft import score_model
+
+    rows = sft(["4", "The answer is 12, because 3 x 4 = 12.", "no " * 40])
+    vl = VLLMConfig(max_model_len=512, enforce_eager=True, kv_cache_gib=0.25)
+    got = {
+        engine: score_model(
+            str(vllm_model), rows, engine=engine, dtype="float32", vllm=vl, max_length=256, progress=False
+        )[0]
+        for engine in ("transformers", "vllm")
+    }
+    t, v = got["transformers"], got["vllm"]
+    assert v["n_tokens"].to_list() == t["n_tokens"].to_list()
+    per_token = lambda f: (f["logp"] / f["n_tokens"]).to_numpy()  # noqa: E731
+    assert np.abs(per_token(v) - per_token(t)).max() < 1e-5
+    assert len({round(x, 3) for x in per_token(t)}) == rows.height  # the rows score differently: teeth
+    examples = pl.DataFrame(
+        {
+            "instruction": ["How many apples?", "Reverse hello"],
+            "input": ["", "now"],
+            "output": ["36", "olleh it is"],
+        }
+    )
+    nll = {
+        engine: reference_nll(
+            str(vllm_model), examples, engine=engine, dtype="float32", vllm=vl, device="cpu"
+        )
+        for engine in ("transformers", "vllm")
+    }
+    assert nll["vllm"][0] == pytest.approx(nll["transformers"][0], abs=1e-5)
+    assert nll["vllm"][1] == pytest.approx(nll["transformers"][1], abs=1e-5)
