@@ -37,7 +37,8 @@ RUNS: dict[str, dict[str, str]] = {
 }
 DPO_OBJECTIVES = ("dpo_sft", "dpo", "poft_dpo")  # the objectives train.dpo.beta acts on
 ABLATIONS: list[tuple[str, dict[str, str]]] = [
-    *((f"ablation-retrieve-{s}", {"retrieve.strategy": s}) for s in ("none", "mean", "cluster")),
+    # the strategies other than the default (cluster, chosen on validation among these four)
+    *((f"ablation-retrieve-{s}", {"retrieve.strategy": s}) for s in ("none", "mean", "tag")),
     *((f"ablation-objective-{o}", {"train.objective": o}) for o in ("sft", "dpo", "orpo")),
     *(
         (f"ablation-threshold-{name}", {"judge.kind": "self", "select.threshold": rule})
