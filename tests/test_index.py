@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -120,7 +121,8 @@ def test_index_refuses_tags_of_another_pool(indexed):
 def test_retrieve_stage_writes_cases_metrics_and_plot(indexed):
     project = indexed
     bad = write_bad_cases(project)
-    params = load_params()
+    params = load_params()  # the paper's tag strategy, whatever the default
+    params = dataclasses.replace(params, retrieve=dataclasses.replace(params.retrieve, strategy="tag"))
     similar = retrieve_stage.run(params, "iter_1", progress=False)
     out = project / "data/iter_1/retrieve"
     assert (
