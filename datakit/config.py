@@ -406,6 +406,9 @@ class ScoreConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # the vllm engine's settings (its dtype is `dtype` above); eager: a scoring pass is one prefill
     vllm: VLLMConfig = field(default_factory=lambda: VLLMConfig(enforce_eager=True))
+    # false: score only when training reads r_ref (objective poft or poft_dpo, or train.keep_top < 1); the
+    # other objectives get the SFT set with r_ref empty. true: always score
+    always: bool = False
 
     def __post_init__(self) -> None:
         if not self.references:

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from datakit.cache import PartCache, text_hash
 from datakit.config import VLLMConfig
-from datakit.errors import ConfigError, DataError
+from datakit.errors import ConfigError, DataError, DatakitError
 from datakit.pairs import MESSAGE
 from datakit.schemas import Table
 from datakit.shards import content_fingerprint, work_key
@@ -71,10 +71,11 @@ SCORES = Table(
         "r_refs": pl.List(pl.Float64),
         "ref_tokens": pl.List(pl.Int64),
     },
-    required=("id", "prompt", "completion", "r_ref"),
+    required=("id", "prompt", "completion"),
     doc={
         **SFT_SET.doc,
-        "r_ref": "the references' aggregated preference score (score.aggregate of r_refs)",
+        "r_ref": "the references' aggregated preference score (score.aggregate of r_refs); empty when the "
+        "train objective reads none (score.always: false)",
         "r_refs": "per reference model: mean log-prob per completion token, log p_j(y|x) / T_j(y)",
         "ref_tokens": "per reference model: T_j(y), the completion's tokens under that model's tokenizer",
     },
@@ -231,6 +232,10 @@ def keep_top(df: pl.DataFrame, share: float, column: str = "r_ref") -> pl.DataFr
         raise ConfigError(f"train.keep_top: must be in (0, 1], got {share}")
     if share == 1 or df.is_empty():
         return df
+    if df[column].null_count():
+        raise DatakitError(
+            f"train.keep_top {share}: {df[column].null_count()} rows have no {column} to rank by"
+        )
     n = max(1, round(share * df.height))
     ranked = df.with_row_index("_row").sort([column, "_row"], descending=[True, False], nulls_last=True)
     return ranked.head(n).sort("_row").drop("_row")

@@ -29,6 +29,7 @@ import polars as pl
 from datakit import artifacts
 from datakit.config import Params, TrainConfig
 from datakit.errors import ConfigError, DataError
+from datakit.ifeval import IFEVAL_RESULTS
 from datakit.plots import pyplot, save_png
 from datakit.schemas import read_table, write_text_atomic
 from datakit.stats import mcnemar_exact, wilson
@@ -86,6 +87,8 @@ class ModelRow:
     correct: dict[str, dict[str, bool]] | None = field(default=None, compare=False, repr=False)
     # An experiment's parameters that differ from its commit's (key, value), in params.yaml's order.
     settings: tuple[tuple[str, str], ...] = ()
+    # ifeval's prompts: id -> every instruction followed (strict); the paired test of instruction following.
+    if_correct: dict[str, bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -316,9 +319,8 @@ def model_rows(params: Params, iterations: list[IterationRow]) -> list[ModelRow]
         eval_dir = artifacts.evaluation(params, step, "evaluate")[2]
         metrics = read_metrics(artifacts.file_in(eval_dir, "evaluate", "metrics.json"))
         bad = _int(metrics.optional("train_bad_cases"))  # absent with evaluate.train_bad_cases: false
-        ifeval = read_metrics(
-            artifacts.file_in(artifacts.evaluation(params, step, "ifeval")[2], "ifeval", "metrics.json")
-        )
+        if_dir = artifacts.evaluation(params, step, "ifeval")[2]
+        ifeval = read_metrics(artifacts.file_in(if_dir, "ifeval", "metrics.json"))
         rows.append(
             ModelRow(
                 model=model,
@@ -334,6 +336,7 @@ def model_rows(params: Params, iterations: list[IterationRow]) -> list[ModelRow]
                 pairs=_int(it.pairs.get("pairs")) if it else None,
                 steps=_int(it.train.get("steps")) if it else None,
                 correct=_local_correct(eval_dir, params.select.threshold),
+                if_correct=ifeval_correct(if_dir),
                 **_eval_fields(metrics.get, metrics.optional),
             )
         )
@@ -684,6 +687,11 @@ def _items(models: list[ModelRow], attr: str) -> str:
     return "n=" + "/".join(map(str, counts)) if counts else "n=?"
 
 
+def _items_if(models: list[ModelRow]) -> str:
+    counts = sorted({len(m.if_correct) for m in models if m.if_correct})
+    return "n=" + "/".join(map(str, counts)) if counts else "n=?"
+
+
 def comparison_table(models: list[ModelRow]) -> Block:
     """Every model against the base: domain skill, general retention, bad cases left, with 95% intervals and
     paired tests against the base model on the same items."""
@@ -702,7 +710,8 @@ def comparison_table(models: list[ModelRow]) -> Block:
                 _pct(m.domain_val_accuracy),
                 _pct(m.general_val_accuracy),
                 _fmt(m.general_nll, ".3f"),
-                _pct(m.if_prompt_strict),
+                _share_ci(m.if_correct, m.if_prompt_strict),
+                MISSING if same else _against(base.if_correct, m.if_correct),
                 _pct(m.if_instruction_strict),
                 _fmt(m.train_bad_cases),
             )
@@ -716,7 +725,8 @@ def comparison_table(models: list[ModelRow]) -> Block:
         "domain val accuracy (%)",
         "general val accuracy (%)",
         "general reference NLL",
-        "IF prompt-level (%)",
+        f"IF prompt-level (%) [95% CI] ({_items_if(models)})",
+        "IF Δ vs base (points, exact McNemar)",
         "IF instruction-level (%)",
         "bad cases on domain train",
     )
@@ -940,15 +950,47 @@ def round_metrics(params: Params) -> list[tuple[str, int, dict[str, dict[str, An
     ]
 
 
+def ifeval_correct(folder: Path) -> dict[str, bool] | None:
+    """ifeval's results.parquet in ``folder`` as {prompt id: every instruction followed (strict)}; None when
+    the stage has not run there."""
+    path = folder / "results.parquet"
+    if not path.exists():
+        return None
+    frame = read_table(path, IFEVAL_RESULTS)
+    return dict(zip(frame["id"].to_list(), frame["prompt_strict"].to_list(), strict=True))
+
+
+def _share_ci(correct: dict[str, bool] | None, share: float | None = None) -> str:
+    """'12.3 [10.1–14.8]' for a {id: right} map: the share right with its 95% Wilson interval; ``share``
+    alone (no interval) when the per-item results are not at hand."""
+    if not correct:
+        return _pct(share)
+    k, n = sum(correct.values()), len(correct)
+    return _ci(k / n, *wilson(k, n))
+
+
+def _against(base: dict[str, bool] | None, other: dict[str, bool] | None) -> str:
+    """``other`` minus ``base`` on the same items with the exact McNemar test, or MISSING."""
+    return _test_text(mcnemar_exact(base, other)) if base and other else MISSING
+
+
 def isheep_table(params: Params) -> Block:
     """I-SHEEP, one row per round: the instructions the model wrote and what each filter kept, the self-scores,
-    and the trained model's instruction following and general retention, against the base model."""
-    base_eval = read_metrics(artifacts.project_file(params, "evaluate_base", "metrics.json"))
-    base_if = read_metrics(artifacts.project_file(params, "ifeval_base", "metrics.json"))
+    and the trained model's instruction following and general retention, each with its 95% interval and its
+    difference from the base model on the same items (exact McNemar)."""
+    threshold = params.select.threshold
+    base_metrics = artifacts.project_file(params, "evaluate_base", "metrics.json")
+    base_eval = read_metrics(base_metrics)
+    base_general = (_local_correct(base_metrics.parent, threshold) or {}).get(SETS["general"])
+    base_if_metrics = artifacts.project_file(params, "ifeval_base", "metrics.json")
+    base_if_m = read_metrics(base_if_metrics)
+    base_if = ifeval_correct(base_if_metrics.parent)
     rows = [
-        ("base (M_1)", *[MISSING] * 5, _pct(_num(base_if.get("prompt_strict"))),
-         _pct(_num(base_if.get("instruction_strict"))), _pct(_num(base_eval.get("general_accuracy"))), MISSING,
-         _fmt(_num(base_eval.get("general_nll")), ".3f"))
+        ("base (M_1)", *[MISSING] * 5, _share_ci(base_if, _num(base_if_m.get("prompt_strict"))), MISSING,
+         _pct(_num(base_if_m.get("instruction_strict"))),
+         _ci(*(_num(base_eval.get(k)) for k in ("general_accuracy", "general_accuracy_low",
+                                                 "general_accuracy_high"))),
+         MISSING, _fmt(_num(base_eval.get("general_nll")), ".3f"))
     ]  # fmt: skip
     for key, n, m in round_metrics(params):
         synth, assess, kept, ifeval, ev = (
@@ -958,6 +1000,11 @@ def isheep_table(params: Params) -> Block:
             m["ifeval"],
             m["evaluate"],
         )
+        step = params.rounds[key]
+        general = (
+            _local_correct(artifacts.step_file(step, "evaluate", "metrics.json").parent, threshold) or {}
+        ).get(SETS["general"])
+        follows = ifeval_correct(artifacts.step_file(step, "ifeval", "metrics.json").parent)
         after = " / ".join(_fmt(_int(synth.get(f"kept_after_{f}"))) for f in ROUND_FILTERS)
         rows.append(
             (
@@ -967,13 +1014,22 @@ def isheep_table(params: Params) -> Block:
                 _fmt(_num(assess.get("mean_score")), ".2f"),
                 _fmt(_int(kept.get("kept"))),
                 _fmt(_int(assess.get("unscored"))),
-                _pct(_num(ifeval.get("prompt_strict"))),
+                _share_ci(follows, _num(ifeval.get("prompt_strict"))),
+                _against(base_if, follows),
                 _pct(_num(ifeval.get("instruction_strict"))),
-                _pct(_num(ev.get("general_accuracy"))),
-                _delta(_num(ev.get("general_accuracy")), _num(base_eval.get("general_accuracy"))),
+                _ci(
+                    *(
+                        _num(ev.get(k))
+                        for k in ("general_accuracy", "general_accuracy_low", "general_accuracy_high")
+                    )
+                ),
+                _against(base_general, general)
+                if base_general and general
+                else _delta(_num(ev.get("general_accuracy")), _num(base_eval.get("general_accuracy"))),
                 _fmt(_num(ev.get("general_nll")), ".3f"),
             )
         )
+    n_if = len(base_if) if base_if else None
     headers = (
         "round",
         "instructions written",
@@ -981,10 +1037,11 @@ def isheep_table(params: Params) -> Block:
         "mean self-score (1-10)",
         "kept after assessment",
         "unscored",
-        "IF prompt-level (%)",
+        f"IF prompt-level strict (%, n={n_if or '?'}) [95% CI]",
+        "IF Δ vs base (points, paired)",
         "IF instruction-level (%)",
-        "general accuracy (%)",
-        "Δ vs base (points)",
+        f"general accuracy (%, n={_int(base_eval.get('general_accuracy_n')) or '?'}) [95% CI]",
+        "general Δ vs base (points, paired)",
         "general reference NLL",
     )
     return Block("table", headers=headers, rows=rows)

@@ -82,6 +82,12 @@ def phases(cfg: TrainConfig) -> list[str]:
     }.get(cfg.objective, ["dpo"])
 
 
+def reads_reference_scores(cfg: TrainConfig) -> bool:
+    """Whether training reads the score stage's r_ref: a PoFT phase weighs rows by it, ``keep_top < 1`` ranks
+    rows by it; DPO, ORPO and plain SFT on every row do not."""
+    return "poft" in phases(cfg) or (cfg.keep_top < 1 and any(k in SFT_KINDS for k in phases(cfg)))
+
+
 def trainer_kind(cfg: TrainConfig) -> str:
     """The trainers as one name: 'dpo', 'orpo', 'sft', 'poft' or 'poft+dpo'."""
     return "+".join(phases(cfg))
@@ -230,7 +236,10 @@ def build_trainer(
         data = rows if "completion" in rows.columns else sft_rows(rows)
         if kind == "poft":
             if "r_ref" not in data.columns or data["r_ref"].null_count():
-                raise DatakitError("train (poft): every row needs r_ref, the score stage's reference score")
+                raise DatakitError(
+                    "train (poft): every row needs r_ref, the score stage's reference score (rerun the score "
+                    "stage with this train.objective: it scores only for objectives that read r_ref)"
+                )
             data = data.select("prompt", "completion", pl.col("r_ref").alias("ref_score")).with_row_index(
                 "row"
             )

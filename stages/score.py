@@ -25,6 +25,7 @@ from datakit.errors import ConfigError
 from datakit.poft import SCORES, SFT_SET, aggregate, score_model
 from datakit.runlog import summary_line, write_json
 from datakit.schemas import read_table, write_table
+from datakit.train import reads_reference_scores
 
 NAME = "score"
 
@@ -67,6 +68,9 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     sources = sft_input(params, it)
     rows = pl.concat([read_table(path, SFT_SET) for path in sources])
     models = references(params, it)
+    skipped = not cfg.always and not reads_reference_scores(params.train)
+    if skipped:
+        models = []  # nothing reads r_ref: the SFT set passes through unscored
     logps, counts, reused = [], [], 0
     for model in models:
         scored, cached = score_model(
@@ -86,13 +90,20 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         logps.append(scored["logp"].to_numpy())
         counts.append(scored["n_tokens"].to_numpy())
         reused += cached
-    n = np.stack(counts, axis=1) if rows.height else np.zeros((0, len(models)), dtype=np.int64)
-    r = np.stack(logps, axis=1) / n if rows.height else np.zeros((0, len(models)))
-    out = rows.with_columns(
-        r_ref=pl.Series(aggregate(r, cfg.aggregate), dtype=pl.Float64),
-        r_refs=pl.Series(r.tolist(), dtype=pl.List(pl.Float64)),
-        ref_tokens=pl.Series(n.tolist(), dtype=pl.List(pl.Int64)),
-    )
+    if skipped:
+        out = rows.with_columns(
+            r_ref=pl.lit(None, dtype=pl.Float64),
+            r_refs=pl.lit(None, dtype=pl.List(pl.Float64)),
+            ref_tokens=pl.lit(None, dtype=pl.List(pl.Int64)),
+        )
+    else:
+        n = np.stack(counts, axis=1) if rows.height else np.zeros((0, len(models)), dtype=np.int64)
+        r = np.stack(logps, axis=1) / n if rows.height else np.zeros((0, len(models)))
+        out = rows.with_columns(
+            r_ref=pl.Series(aggregate(r, cfg.aggregate), dtype=pl.Float64),
+            r_refs=pl.Series(r.tolist(), dtype=pl.List(pl.Float64)),
+            ref_tokens=pl.Series(n.tolist(), dtype=pl.List(pl.Int64)),
+        )
     write_table(out, artifacts.scores(it), SCORES)
     metrics = {
         "rows": out.height,
@@ -101,8 +112,13 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         "scored": len(models) * rows.height - reused,
         "from_cache": reused,
     }
+    if skipped:
+        metrics["skipped"] = (
+            f"train.objective {params.train.objective} (keep_top {params.train.keep_top}) reads no r_ref; "
+            "score.always: true scores anyway"
+        )
     for name, flag in (("clean", False), ("corrupted", True)):
-        part = out.filter(pl.col("corrupted") == flag)["r_ref"]
+        part = out.filter(pl.col("corrupted") == flag)["r_ref"].drop_nulls()
         if part.len():
             metrics[f"r_ref_{name}_mean"] = round(float(part.mean()), 5)
     write_json(metrics, artifacts.step_file(it, NAME, "metrics.json"))
@@ -112,6 +128,7 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
         rows_out=out.height,
         failed=0,
         seconds=time.perf_counter() - started,
-        extra=f"{len(models)} reference(s), {metrics['scored']} scored, {reused} from cache",
+        extra=metrics.get("skipped")
+        or f"{len(models)} reference(s), {metrics['scored']} scored, {reused} from cache",
     )
     return out

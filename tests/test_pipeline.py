@@ -66,9 +66,10 @@ def test_dvc_repro_runs_every_stage_then_nothing(project):
         assert {"domain_accuracy", "general_accuracy", "general_nll", "train_bad_cases"} <= set(metrics)
     log = pl.read_csv(project / "data/iter_1/train/log.csv")
     assert {"step", "loss", "logps_chosen", "logps_rejected"} <= set(log.columns) and log.height >= 1
-    # The PoFT side stages run in every iteration: iteration 2 is scored by the base model and M_2.
+    # The PoFT side stages run in every iteration, and APT's objective reads no reference score: the SFT set
+    # passes through unscored (score.always: false).
     scored = json.loads((project / "data/iter_2/score/metrics.json").read_text())
-    assert scored["references"] == ["data/base_model", "data/iter_1/train/model"]
+    assert scored["references"] == [] and scored["scored"] == 0 and "dpo_sft" in scored["skipped"]
     assert scored["rows"] == pl.read_parquet(project / "data/iter_2/pairs/preference_pairs.parquet").height
     shown = sh(str(BIN / "dvc"), "plots", "show", "--json", cwd=project)
     assert "data/iter_1/train/log.csv" in shown and "data/iter_2/train/logps.png" in shown
@@ -118,6 +119,12 @@ def test_dvc_repro_runs_every_stage_then_nothing(project):
     assert read_table(project / "data/iter_1/retrieve/similar_cases.parquet", SIMILAR_CASES).height == 0
     alone = pl.read_parquet(project / "data/iter_1/pairs/preference_pairs.parquet")
     assert set(alone["origin"]) == {"bad_case"} and alone.height == (pairs["origin"] == "bad_case").sum()
+
+    # An objective that reads r_ref makes the score stage stale (it scores only for those), per iteration too.
+    params["iterations"]["iter_2"]["train"] = {"keep_top": 0.5}
+    write_params(project, params)
+    status = sh(str(BIN / "dvc"), "status", "score@iter_1", "score@iter_2", cwd=project)
+    assert "score@iter_2" in status and "iterations.iter_2" in status and "score@iter_1:" not in status
 
 
 PER_ITERATION = (

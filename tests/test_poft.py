@@ -198,13 +198,24 @@ def test_poft_stages_noise_scores_and_tau_then_poft_dpo(project):
     assert runner.invoke(app, ["base_model"]).exit_code == 0
     invoke("synth")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["train"].update(objective="poft", data="domain")
+    params["train"].update(objective="sft", data="domain")
     params["train"]["args"].update(max_steps=3, per_device_train_batch_size=4)
     params["sft_set"]["noise"] = 0.3
     write_params(project, params)
     invoke("sft_set")
     sft_metrics = json.loads((project / "data/iter_1/sft_set/metrics.json").read_text())
     assert (sft_metrics["rows"], sft_metrics["corrupted"]) == (12, 4)
+    # Plain SFT reads no reference score: the stage passes the SFT set through unscored ...
+    invoke("score")
+    skipped = json.loads((project / "data/iter_1/score/metrics.json").read_text())
+    assert (skipped["scored"], skipped["references"]) == (0, []) and "sft" in skipped["skipped"]
+    unscored = pl.read_parquet(project / "data/iter_1/score/scores.parquet")
+    assert unscored.height == 12 and unscored["r_ref"].null_count() == 12
+    # ... and PoFT on that table stops, saying what to rerun.
+    params["train"]["objective"] = "poft"
+    write_params(project, params)
+    result = runner.invoke(app, ["train", "--iteration", "iter_1"])
+    assert result.exit_code == 1 and "rerun the score stage" in result.output
     invoke("score")
     scored = json.loads((project / "data/iter_1/score/metrics.json").read_text())
     assert scored["references"] == ["data/base_model"] and scored["scored"] == 12

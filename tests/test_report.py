@@ -165,7 +165,7 @@ def test_report_tables_plots_and_summary(run: Params, tmp_path: Path):
     assert "dvc exp show" not in md  # baselines=False: no lookup, no line about one
     # domain: 2.0% -> 9.0% = +7.0 points; general: 45.0% -> 44.0% = -1.0 point.
     # No results.parquet here: no paired test, the plain difference; no interval in these metrics.
-    base = ["M_1 (base)", "2.0", "—", "45.0", "—", "—", "—", "2.500", "10.0", "25.0", "290"]
+    base = ["M_1 (base)", "2.0", "—", "45.0", "—", "—", "—", "2.500", "10.0", "—", "25.0", "290"]
     assert _cells(_line(md, "| M_1 (base)")) == base
     assert _cells(_line(md, "| M_2 (after iter_1)")) == [
         "M_2 (after iter_1)",
@@ -177,24 +177,28 @@ def test_report_tables_plots_and_summary(run: Params, tmp_path: Path):
         "—",
         "2.600",
         "12.5",
+        "—",
         "30.0",
         "250",
     ]
-    assert _cells(_line(md, "| M_3 (after iter_2)")) == ["M_3 (after iter_2) — not run"] + ["—"] * 10
+    assert _cells(_line(md, "| M_3 (after iter_2)")) == ["M_3 (after iter_2) — not run"] + ["—"] * 11
     # I-SHEEP: general accuracy 45.0% -> 47.0% = +2.0 points.
+    # Without per-item results the I-SHEEP table shows the shares and the plain differences.
     assert _cells(_line(md, "| base (M_1)")) == ["base (M_1)"] + ["—"] * 5 + [
         "10.0",
+        "—",
         "25.0",
         "45.0",
         "—",
         "2.500",
     ]
     assert _cells(_line(md, "| 1 (round_1)")) == [
-        "1 (round_1)", "120", "118 / 110 / 100 / 90 / 80", "8.25", "50", "12", "15.0", "35.0", "47.0", "+2.0", "2.400",
+        "1 (round_1)", "120", "118 / 110 / 100 / 90 / 80", "8.25", "50", "12", "15.0", "—", "35.0", "47.0", "+2.0",
+        "2.400",
     ]  # fmt: skip
     assert (
         _cells(_line(md, "| 2 (round_2)"))
-        == ["2 (round_2) — not run", "—", " / ".join(["—"] * 5)] + ["—"] * 8
+        == ["2 (round_2) — not run", "—", " / ".join(["—"] * 5)] + ["—"] * 9
     )
     assert _cells(_line(md, "| 1 (iter_1)")) == [
         "1 (iter_1)",
@@ -218,7 +222,9 @@ def test_report_tables_plots_and_summary(run: Params, tmp_path: Path):
     for folder in ("data/evaluate_base", "data/iter_1/evaluate"):
         for key in ("domain_accuracy_low", "general_accuracy_high", "general_accuracy_n"):
             assert f"| {folder}/metrics.json | {key} |" in missing
-    assert missing.count("| data/") == 12
+    for key in ("general_accuracy_low", "general_accuracy_high"):  # the I-SHEEP round's interval
+        assert f"| data/isheep/round_1/evaluate/metrics.json | {key} |" in missing
+    assert missing.count("| data/") == 14
 
     page = (report / "report.html").read_text()
     assert page.count("<table>") == 4
@@ -304,6 +310,54 @@ def test_intervals_and_paired_tests(run: Params, tmp_path: Path):
         in md
     )
     assert "M_2 (after iter_1), general: +0.0 points against the base model on 20 items, within noise" in md
+
+
+def test_instruction_following_and_isheep_rounds_carry_intervals_and_paired_tests(
+    run: Params, tmp_path: Path
+):
+    """Each I-SHEEP round's instruction following and general accuracy with their Wilson intervals, and its
+    difference from the base model on the same prompts and items (exact McNemar)."""
+    from datakit.ifeval import IFEVAL_RESULTS
+    from datakit.schemas import write_table
+
+    def ifeval(path: Path, followed: list[bool]) -> None:
+        n = len(followed)
+        write_table(
+            pl.DataFrame(
+                {
+                    "id": [f"if-{i}" for i in range(n)],
+                    "prompt": ["p"] * n,
+                    "response": ["r"] * n,
+                    "kinds": [["k"]] * n,
+                    "followed_strict": [[f] for f in followed],
+                    "followed_loose": [[f] for f in followed],
+                    "prompt_strict": followed,
+                    "prompt_loose": followed,
+                }
+            ),  # fmt: skip
+            path,
+            IFEVAL_RESULTS,
+        )
+
+    # IF, 20 prompts: the base follows 0-1, round 1 follows 0-9: 8 discordant one way, p = 0.0078125.
+    ifeval(tmp_path / "data/ifeval_base/results.parquet", [True] * 2 + [False] * 18)
+    ifeval(tmp_path / "data/isheep/round_1/ifeval/results.parquet", [True] * 10 + [False] * 10)
+    # General, 20 items: the base right on 0-9, round 1 on 1-10: one discordant item each way, p = 1.
+    _results(tmp_path / "data/evaluate_base/results.parquet", {"general_eval": [5] * 10 + [1] * 10})
+    _results(tmp_path / "data/isheep/round_1/evaluate/results.parquet",
+             {"general_eval": [1] + [5] * 10 + [1] * 9})  # fmt: skip
+    md = Path(write_report(run, baselines=False)).read_text()
+    base, round_1 = _cells(_line(md, "| base (M_1)")), _cells(_line(md, "| 1 (round_1)"))
+    # Wilson 95% (statsmodels): 2/20 0.0279-0.3010; 10/20 0.2993-0.7007.
+    assert base[6:8] == ["10.0 [2.8–30.1]", "—"]
+    assert round_1[6:8] == ["50.0 [29.9–70.1]", "+40.0 (p=0.00781, significant)"]
+    assert round_1[10] == "+0.0 (p=1, within noise)"
+    assert "IF prompt-level strict (%, n=20) [95% CI]" in md
+    # The APT table pairs instruction following the same way: M_2 follows prompts 1-2 where the base did 0-1.
+    ifeval(tmp_path / "data/iter_1/ifeval/results.parquet", [False] + [True] * 2 + [False] * 17)
+    md = Path(write_report(run, baselines=False)).read_text()
+    assert _cells(_line(md, "| M_2 (after iter_1)"))[8:10] == ["10.0 [2.8–30.1]", "+0.0 (p=1, within noise)"]
+    assert "IF prompt-level (%) [95% CI] (n=20)" in md
 
 
 def test_wilson_matches_statsmodels():
