@@ -57,7 +57,7 @@ def _build(root: Path, model: Path, stages: list[tuple[str, ...]], **sections) -
     params["judge"]["generation"].update(shard_size=2)
     params["tag"]["generation"].update(shard_size=4, max_new_tokens=32)
     params["embed"].update(chunk_size=4)
-    params["score"].update(chunk_size=4)
+    params["score"].update(chunk_size=4, always=True)  # APT's objective reads no r_ref: score it anyway
     params["evaluate"]["nll_batch_size"] = 4
     for section, values in sections.items():
         for name, value in values.items():
