@@ -90,6 +90,11 @@ class ModelRow:
     # ifeval's prompts: id -> every instruction followed (strict); the paired test of instruction following.
     if_correct: dict[str, bool] | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def if_n(self) -> int | None:
+        """Prompts behind the instruction-following share, when the per-prompt results are at hand."""
+        return len(self.if_correct) if self.if_correct else None
+
 
 @dataclass(frozen=True)
 class IterationRow:
@@ -687,11 +692,6 @@ def _items(models: list[ModelRow], attr: str) -> str:
     return "n=" + "/".join(map(str, counts)) if counts else "n=?"
 
 
-def _items_if(models: list[ModelRow]) -> str:
-    counts = sorted({len(m.if_correct) for m in models if m.if_correct})
-    return "n=" + "/".join(map(str, counts)) if counts else "n=?"
-
-
 def comparison_table(models: list[ModelRow]) -> Block:
     """Every model against the base: domain skill, general retention, bad cases left, with 95% intervals and
     paired tests against the base model on the same items."""
@@ -725,7 +725,7 @@ def comparison_table(models: list[ModelRow]) -> Block:
         "domain val accuracy (%)",
         "general val accuracy (%)",
         "general reference NLL",
-        f"IF prompt-level (%) [95% CI] ({_items_if(models)})",
+        f"IF prompt-level (%) [95% CI] ({_items(models, 'if_n')})",
         "IF Δ vs base (points, exact McNemar)",
         "IF instruction-level (%)",
         "bad cases on domain train",
@@ -974,6 +974,11 @@ def _against(base: dict[str, bool] | None, other: dict[str, bool] | None) -> str
     return _test_text(mcnemar_exact(base, other)) if base and other else MISSING
 
 
+def _general_ci(metrics: Metrics) -> str:
+    """An evaluation's general accuracy with its 95% interval, from its metrics.json."""
+    return _ci(*(_num(metrics.get(f"general_accuracy{end}")) for end in ("", "_low", "_high")))
+
+
 def isheep_table(params: Params) -> Block:
     """I-SHEEP, one row per round: the instructions the model wrote and what each filter kept, the self-scores,
     and the trained model's instruction following and general retention, each with its 95% interval and its
@@ -988,9 +993,7 @@ def isheep_table(params: Params) -> Block:
     rows = [
         ("base (M_1)", *[MISSING] * 5, _share_ci(base_if, _num(base_if_m.get("prompt_strict"))), MISSING,
          _pct(_num(base_if_m.get("instruction_strict"))),
-         _ci(*(_num(base_eval.get(k)) for k in ("general_accuracy", "general_accuracy_low",
-                                                 "general_accuracy_high"))),
-         MISSING, _fmt(_num(base_eval.get("general_nll")), ".3f"))
+         _general_ci(base_eval), MISSING, _fmt(_num(base_eval.get("general_nll")), ".3f"))
     ]  # fmt: skip
     for key, n, m in round_metrics(params):
         synth, assess, kept, ifeval, ev = (
@@ -1017,12 +1020,7 @@ def isheep_table(params: Params) -> Block:
                 _share_ci(follows, _num(ifeval.get("prompt_strict"))),
                 _against(base_if, follows),
                 _pct(_num(ifeval.get("instruction_strict"))),
-                _ci(
-                    *(
-                        _num(ev.get(k))
-                        for k in ("general_accuracy", "general_accuracy_low", "general_accuracy_high")
-                    )
-                ),
+                _general_ci(ev),
                 _against(base_general, general)
                 if base_general and general
                 else _delta(_num(ev.get("general_accuracy")), _num(base_eval.get("general_accuracy"))),

@@ -67,10 +67,8 @@ def run(params: Params, iteration: str, progress: bool = True) -> pl.DataFrame:
     it, cfg = params.iteration(iteration), params.score
     sources = sft_input(params, it)
     rows = pl.concat([read_table(path, SFT_SET) for path in sources])
-    models = references(params, it)
     skipped = not cfg.always and not reads_reference_scores(params.train)
-    if skipped:
-        models = []  # nothing reads r_ref: the SFT set passes through unscored
+    models = [] if skipped else references(params, it)  # skipped: the SFT set passes through unscored
     logps, counts, reused = [], [], 0
     for model in models:
         scored, cached = score_model(
