@@ -101,6 +101,11 @@ def test_aggregate_tau_and_keep_top():
     assert keep_top(df, 1.0).equals(df)
     with pytest.raises(ConfigError, match="train.keep_top"):
         keep_top(df, 0.0)
+    # An unscored table (score.always: false under an objective that reads no r_ref) cannot be ranked.
+    unscored = df.with_columns(r_ref=pl.lit(None, dtype=pl.Float64))
+    assert keep_top(unscored, 1.0).equals(unscored)  # keeping everything needs no ranking
+    with pytest.raises(DatakitError, match="train.keep_top 0.3: 10 rows have no r_ref to rank by"):
+        keep_top(unscored, 0.3)
 
 
 def test_corrupt_changes_exactly_the_share_and_marks_it():
