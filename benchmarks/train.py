@@ -2,15 +2,17 @@
 
 Each variant builds the train stage's own trainer (``datakit.train.build_trainer``: the params.yaml ``train``
 section, the objective's TRL config, LoRA) with a few keys changed, and trains on the same ``--n`` pairs in
-the same order (same seed). ``trainer.train()`` is timed whole, so a variant that front-loads work
-(``precompute_ref_log_probs``: one reference pass before the first step) pays for it here.
+the same order (same seed; a grouped variant orders them by length). Building the trainer and ``trainer.train()`` are timed together, so a variant that
+front-loads work (``precompute_ref_log_probs``: TRL runs its reference pass when the trainer is built) pays for
+it here; so does every variant's model load and tokenization (a second or two).
 
     python benchmarks/train.py [--pairs data/iter_1/pairs/preference_pairs.parquet] [--n 64]
-        [--variants fp32,bf16,precompute,bf16+precompute,batch16]
+        [--variants fp32,bf16,precompute,bf16+precompute,bf16+precompute+grouped,batch16]
 
-Prints per variant: seconds per pair, seconds per optimizer step, the speed ratio against the first variant
-(fp32 without precomputed reference log-probs: TRL's plain setting), and the mean loss of the first and last quarter of the steps: a faster variant must
-reach the same loss. Without ``--pairs`` on disk the pairs are built from domain train (chosen = the
+Prints per variant: seconds per pair, seconds per optimizer step, padded tokens per step (chosen and rejected
+sequences), the speed ratio against the first variant (fp32 without precomputed reference log-probs: TRL's
+plain setting), and the mean loss of the first and last quarter of the steps: a faster variant must reach the
+same loss. Without ``--pairs`` on disk the pairs are built from domain train (chosen = the
 reference, rejected = another problem's reference), which has the lengths but not the content of real pairs.
 """
 
@@ -32,15 +34,20 @@ from datakit.config import load_params  # noqa: E402
 from datakit.loaders import load_examples  # noqa: E402
 from datakit.train import build_trainer, examples_as_sft, step_log  # noqa: E402
 
-# Each variant: keys merged over train.args and train.dpo (the DPO objectives' own section). Each names both
-# speed keys, so a variant means the same whatever params.yaml's defaults are; fp32 is TRL's plain setting.
-FP32, PLAIN = {"bf16": False}, {"precompute_ref_log_probs": False}
-BF16, PRE = {"bf16": True}, {"precompute_ref_log_probs": True}
+# Each variant: keys merged over train.args and train.dpo (the DPO objectives' own section). Each names every
+# speed key, so a variant means the same whatever params.yaml's defaults are; fp32 is TRL's plain setting.
+RANDOM, GROUPED = {"train_sampling_strategy": "random"}, {"train_sampling_strategy": "group_by_length"}
+FP32, PLAIN = {"bf16": False, **RANDOM}, {"precompute_ref_log_probs": False}
+BF16, PRE = {"bf16": True, **RANDOM}, {"precompute_ref_log_probs": True}
 VARIANTS = {
     "fp32": (FP32, PLAIN),
     "bf16": (BF16, PLAIN),
     "precompute": (FP32, PRE),
     "bf16+precompute": (BF16, PRE),
+    # Batches of pairs of like length (transformers' length-grouped sampler): less padding per step.
+    "bf16+precompute+grouped": ({**BF16, **GROUPED}, PRE),
+    # torch.compile of the policy (TrainingArguments.torch_compile, inductor on the CPU).
+    "bf16+precompute+grouped+compile": ({**BF16, **GROUPED, "torch_compile": True}, PRE),
     "batch16": ({**FP32, "per_device_train_batch_size": 16}, PLAIN),
     "bf16+batch16": ({**BF16, "per_device_train_batch_size": 16}, PLAIN),
 }
@@ -80,10 +87,11 @@ def main() -> None:
             dpo={**params.train.dpo, **extra_dpo},
         )
         with tempfile.TemporaryDirectory() as out:
-            trainer = build_trainer(cfg, model, rows, out, device)
             t = time.perf_counter()
+            trainer = build_trainer(cfg, model, rows, out, device)  # TRL's reference pass runs in here
             trainer.train()
             seconds = time.perf_counter() - t
+            batches = list(trainer.get_train_dataloader())  # the same sampler, drawn again: its padding
         log = step_log(trainer.state.log_history)
         q = max(1, log.height // 4)
         results.append(
@@ -92,6 +100,7 @@ def main() -> None:
                 "steps": log.height,
                 "s_per_pair": round(seconds / rows.height, 2),
                 "s_per_step": round(seconds / max(log.height, 1), 2),
+                "padded_tokens_per_step": round(sum(b["input_ids"].numel() for b in batches) / len(batches)),
                 "loss_first_q": round(float(log["loss"].head(q).mean()), 4),
                 "loss_last_q": round(float(log["loss"].tail(q).mean()), 4),
             }

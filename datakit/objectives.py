@@ -1,4 +1,5 @@
-"""Training objectives TRL does not ship, built on its trainers: PoFT on TRL's ``SFTTrainer``.
+"""Training objectives TRL does not ship, built on its trainers: PoFT on TRL's ``SFTTrainer``; and TRL's
+preference trainers with length-grouped batches.
 
 Imported lazily by :mod:`datakit.train` (it imports torch and TRL at module level).
 """
@@ -11,7 +12,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from trl import SFTTrainer
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+from trl import DPOTrainer, SFTTrainer
 
 from datakit.errors import ConfigError
 from datakit.schemas import write_text_atomic
@@ -27,6 +29,90 @@ def poft_loss(r_theta: torch.Tensor, r_ref: torch.Tensor) -> torch.Tensor:
     return -F.logsigmoid(r_theta - r_ref)
 
 
+def pair_lengths(dataset, max_length: int | None = None) -> list[int]:
+    """Each tokenized preference row's padded width in tokens: the longer of its two sequences (the collator pads
+    chosen and rejected to one width), cut at ``max_length`` as the collator cuts it. DPO rows keep the prompt
+    apart (``prompt_ids``, ``chosen_ids``, ``rejected_ids``); ORPO's ``chosen_input_ids`` and
+    ``rejected_input_ids`` hold it already."""
+    if "chosen_ids" in dataset.column_names:
+        prompts = [len(p) for p in dataset["prompt_ids"]]
+        chosen, rejected = dataset["chosen_ids"], dataset["rejected_ids"]
+    else:
+        chosen, rejected = dataset["chosen_input_ids"], dataset["rejected_input_ids"]
+        prompts = [0] * len(chosen)
+    cap = max_length or float("inf")
+    return [int(min(p + max(len(c), len(r)), cap)) for p, c, r in zip(prompts, chosen, rejected, strict=True)]
+
+
+def row_lengths(dataset, max_length: int | None = None) -> list[int] | None:
+    """Each tokenized training row's padded width: :func:`pair_lengths` for preference rows, ``input_ids``
+    (cut at ``max_length``) for SFT rows; None for a dataset with neither."""
+    columns = set(getattr(dataset, "column_names", None) or ())
+    if {"chosen_ids", "chosen_input_ids"} & columns:
+        return pair_lengths(dataset, max_length)
+    if "input_ids" in columns:
+        cap = max_length or float("inf")
+        return [int(min(len(ids), cap)) for ids in dataset["input_ids"]]
+    return None
+
+
+class EpochLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length-grouped order (shuffled, then sorted by length within mega-batches), drawn from the
+    seed and the epoch alone, so a run resumed from a checkpoint sees the batches an uninterrupted one sees.
+    (The stock sampler draws from torch's global RNG, which a resumed run has left elsewhere.)"""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+class LengthGrouped:
+    """Mixed in before a TRL trainer: ``train_sampling_strategy: group_by_length`` batches rows of like length.
+
+    transformers' sampler reads the lengths from a ``length`` column or from ``input_ids``, and a tokenized
+    preference row has neither, so TRL's DPO and ORPO trainers stop at the first step with it. Here the lengths
+    are :func:`row_lengths` (capped at ``max_length``, as the collator cuts) and the order is
+    :class:`EpochLengthGroupedSampler`'s; everything else is TRL's. On the CPU a step costs what its padded
+    tokens cost, so grouping spends less on padding (README, the fast CPU path).
+    """
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = row_lengths(dataset, getattr(self.args, "max_length", None))
+        if self.args.train_sampling_strategy != "group_by_length" or lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return EpochLengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths, seed
+        )
+
+
+class GroupedDPOTrainer(LengthGrouped, DPOTrainer):
+    """TRL's ``DPOTrainer``, with length-grouped batches on request (:class:`LengthGrouped`)."""
+
+
+class GroupedSFTTrainer(LengthGrouped, SFTTrainer):
+    """TRL's ``SFTTrainer``, with resumable length-grouped batches on request (:class:`LengthGrouped`)."""
+
+
+def grouped_orpo_trainer():
+    """TRL's ``ORPOTrainer`` (imported here: TRL keeps it under ``trl.experimental``), with length-grouped
+    batches on request (:class:`LengthGrouped`)."""
+    from trl.experimental.orpo import ORPOTrainer
+
+    class GroupedORPOTrainer(LengthGrouped, ORPOTrainer):
+        pass
+
+    return GroupedORPOTrainer
+
+
 class _PoftCollator:
     """TRL's collator plus the ``ref_score`` and ``row`` tensors it would otherwise drop."""
 
@@ -40,7 +126,7 @@ class _PoftCollator:
         return batch
 
 
-class PoftTrainer(SFTTrainer):
+class PoftTrainer(LengthGrouped, SFTTrainer):
     """TRL's ``SFTTrainer`` with the PoFT loss in place of cross-entropy.
 
     The training dataset is TRL prompt-completion rows plus ``ref_score`` (r_ref, precomputed by the score

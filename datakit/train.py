@@ -248,19 +248,19 @@ def build_trainer(
             trainer_cls = PoftTrainer
         else:
             data = data.select("prompt", "completion")
-            from trl import SFTTrainer
+            from datakit.objectives import GroupedSFTTrainer
 
-            trainer_cls = SFTTrainer
+            trainer_cls = GroupedSFTTrainer
     else:
         data = rows.select("prompt", "chosen", "rejected")
         if kind == "orpo":
-            from trl.experimental.orpo import ORPOTrainer
+            from datakit.objectives import grouped_orpo_trainer
 
-            trainer_cls = ORPOTrainer
+            trainer_cls = grouped_orpo_trainer()
         else:
-            from trl import DPOTrainer
+            from datakit.objectives import GroupedDPOTrainer
 
-            trainer_cls = DPOTrainer
+            trainer_cls = GroupedDPOTrainer
     dataset = Dataset.from_list(data.to_dicts())
     return trainer_cls(
         model=lm, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config

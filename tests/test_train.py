@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from test_pairs import answers, bad_cases, bad_tags, similar
+from trl import SFTTrainer
 
 from datakit.config import TrainConfig
 from datakit.errors import ConfigError
@@ -116,6 +117,52 @@ def test_dpo_sft_adds_the_weighted_chosen_nll(tiny_model, tmp_path):
     assert 2.0 < first_both["loss"][0] - first_dpo["loss"][0] < 4.0
 
 
+def padded_width(batch) -> int:
+    """The width a batch is padded to: DPO's and SFT's one ``input_ids``, ORPO's longer of its two."""
+    if "input_ids" in batch:
+        return batch["input_ids"].shape[1]
+    return max(batch["chosen_input_ids"].shape[1], batch["rejected_input_ids"].shape[1])
+
+
+@pytest.mark.parametrize("objective", ["dpo_sft", "orpo", "sft"])
+def test_group_by_length_batches_rows_of_like_length_and_trains(tiny_model, tmp_path, objective):
+    from datakit.objectives import EpochLengthGroupedSampler, row_lengths
+
+    # 64 pairs whose chosen answers run from 1 to 16 words, shuffled; batches of 4, so transformers' sampler
+    # sorts by length within mega-batches of 16 rows. DPO cuts the longest at max_length 64 when it collates.
+    words = [k for k in range(1, 17) for _ in range(4)]
+    words = [words[(i * 23) % 64] for i in range(64)]
+    pairs = pl.DataFrame(
+        {
+            "prompt": [[{"role": "user", "content": f"Count to {k}."}] for k in words],
+            "chosen": [[{"role": "assistant", "content": " ".join(["one"] * k)}] for k in words],
+            "rejected": [[{"role": "assistant", "content": "no"}] for _ in words],
+            "id": [f"p{i}" for i in range(64)],
+            "origin": ["domain"] * 64,
+        }
+    )
+    padded = {}
+    for strategy in ("random", "group_by_length"):
+        args = {**cfg().args, "max_steps": 2, "train_sampling_strategy": strategy}
+        run = cfg(objective=objective, args=args, orpo={"max_length": 64})
+        trainer = build_trainer(run, str(tiny_model), pairs, tmp_path / strategy, "cpu")
+        padded[strategy] = sum(padded_width(b) for b in trainer.get_train_dataloader())
+    data = trainer.train_dataset
+    # A row's length is the width the collator pads it to alone (a pair: its longer sequence), cut at max_length.
+    assert row_lengths(data, 64) == [padded_width(trainer.data_collator([row])) for row in data]
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, EpochLengthGroupedSampler) and sampler.lengths == row_lengths(data, 64)
+    assert padded["group_by_length"] < 0.9 * padded["random"]
+    # The order is the seed's and the epoch's alone: a resumed run draws the same batches again.
+    first = list(sampler)
+    torch.manual_seed(123)
+    assert list(sampler) == first and sorted(first) == list(range(64))
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    trainer.train()
+    assert step_log(trainer.state.log_history)["loss"].is_finite().all()
+
+
 def test_save_writes_the_adapter_and_a_merged_model_that_differs_from_m_t(tiny_model, tmp_path):
     trainer = build_trainer(cfg(), str(tiny_model), tiny_pairs(), tmp_path / "out", "cpu")
     trainer.train()
@@ -136,7 +183,7 @@ def test_sft_trains_on_the_chosen_answers_only(tiny_model, tmp_path):
     )
     trainer.train()
     log = step_log(trainer.state.log_history)
-    assert type(trainer).__name__ == "SFTTrainer" and log.height == 2
+    assert isinstance(trainer, SFTTrainer) and log.height == 2
     assert "logps_chosen" not in log.columns and log["loss"][1] < log["loss"][0]
 
 
