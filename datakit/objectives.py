@@ -85,8 +85,9 @@ class LengthGrouped:
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        lengths = row_lengths(dataset, getattr(self.args, "max_length", None))
-        if self.args.train_sampling_strategy != "group_by_length" or lengths is None:
+        grouped = self.args.train_sampling_strategy == "group_by_length"
+        lengths = row_lengths(dataset, getattr(self.args, "max_length", None)) if grouped else None
+        if lengths is None:
             return super()._get_train_sampler(train_dataset)
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         return EpochLengthGroupedSampler(
