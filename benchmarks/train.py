@@ -2,9 +2,10 @@
 
 Each variant builds the train stage's own trainer (``datakit.train.build_trainer``: the params.yaml ``train``
 section, the objective's TRL config, LoRA) with a few keys changed, and trains on the same ``--n`` pairs in
-the same order (same seed; a grouped variant orders them by length). Building the trainer and ``trainer.train()`` are timed together, so a variant that
-front-loads work (``precompute_ref_log_probs``: TRL runs its reference pass when the trainer is built) pays for
-it here; so does every variant's model load and tokenization (a second or two).
+the same order (same seed; a grouped variant orders them by length). Building the trainer and
+``trainer.train()`` are timed together, so a variant that front-loads work (``precompute_ref_log_probs``: TRL
+runs its reference pass when the trainer is built) pays for it here; so does every variant's model load and
+tokenization (a second or two).
 
     python benchmarks/train.py [--pairs data/iter_1/pairs/preference_pairs.parquet] [--n 64]
         [--variants fp32,bf16,precompute,bf16+precompute,bf16+precompute+grouped,batch16]
